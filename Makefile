@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine with only Python 3.10+:
+#   make demo   the main job: the LUNG_LOBES example end to end
+#   make test   the whole test suite
+# Both create (or reuse) .venv and install the project into it, pinned by constraints.txt.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= selfconfig_data
+export SELFCONFIG_RAW ?= $(CURDIR)/$(DATA)/raw
+export SELFCONFIG_PREPROCESSED ?= $(CURDIR)/$(DATA)/preprocessed
+export SELFCONFIG_RESULTS ?= $(CURDIR)/$(DATA)/results
+
+.PHONY: demo test venv clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/selfconfig_demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean-demo:
+	rm -rf $(DATA)

@@ -1,0 +1,127 @@
+"""Budgets the planner sizes networks for.
+
+* :class:`CpuBudgetModel`: seconds per training iteration on this machine's CPU. The cost of a
+  plan is its convolution FLOPs (forward x3 for forward + backward) divided by an *effective*
+  throughput, measured once by timing a reference U-Net's training step here (so normalisation,
+  activation and memory-bound work are priced in), or given with ``--cpu-gflops`` for
+  reproducible plans.
+* :class:`GpuBudgetModel`: GPU memory. Activation memory of the plan, scaled so that nnU-Net's
+  reference 3D configuration (patch 128^3, batch 2, 32-320 features) costs 8 GB as it does there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from selfconfig.plans import Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, NetworkPlan
+
+log = logging.getLogger(__name__)
+
+_GPU_OVERHEAD_GB = 1.5  # CUDA context, cuDNN workspace, parameters and optimizer state
+
+
+def _reference_plan(dim: int, base: int = 16, n_stages: int = 4, max_features: int = 256) -> NetworkPlan:
+    k = [3] * dim
+    enc = EncoderPlan(
+        kind="plain",
+        features_per_stage=[min(base * 2 ** i, max_features) for i in range(n_stages)],
+        kernel_sizes=[k] * n_stages,
+        strides=[[1] * dim] + [[2] * dim] * (n_stages - 1),
+        n_conv_per_stage=[2] * n_stages,
+    )
+    return NetworkPlan(dim=dim, in_channels=1, num_classes=3, encoder=enc,
+                       decoder=DecoderPlan(n_conv_per_stage=[2] * (n_stages - 1)))
+
+
+def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2) -> float:
+    """Time forward+backward+step of a small reference U-Net; return train GFLOP/s (3x forward).
+
+    The fastest of ``repeats`` timed steps after ``warmup`` untimed ones: other processes on a
+    shared machine only ever make a step slower, so the minimum is the stable estimate."""
+    import torch
+
+    from selfconfig.networks import build_segmentation_network, estimate_conv_flops
+
+    plan = _reference_plan(dim)
+    patch = [32, 48, 48] if dim == 3 else [128, 128]
+    batch = 1 if dim == 3 else 4
+    torch.manual_seed(0)
+    net = build_segmentation_network(plan)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(batch, 1, *patch)
+    times = []
+    for i in range(repeats + warmup):
+        t0 = time.perf_counter()
+        out = net(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        loss = out.float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:  # oneDNN builds its kernels in the first steps
+            times.append(time.perf_counter() - t0)
+    flops = 3.0 * estimate_conv_flops(plan, patch, "segmentation") * batch
+    return flops / min(times) / 1e9
+
+
+class CpuBudgetModel:
+    def __init__(self, target_seconds: float = 1.0, gflops: float | None = None, measure: bool = True):
+        self.limit = float(target_seconds)
+        self._given = gflops
+        self._measure = measure
+        self._gflops: dict[int, float] = {}
+
+    def gflops(self, dim: int) -> float:
+        if self._given:
+            return float(self._given)
+        if dim not in self._gflops:
+            if self._measure:
+                self._gflops[dim] = measure_effective_gflops(dim)
+                log.info("measured effective CPU training throughput (%dD): %.1f GFLOP/s", dim, self._gflops[dim])
+            else:
+                self._gflops[dim] = 20.0  # a conservative 2-core figure when measuring is off
+        return self._gflops[dim]
+
+    def cost_per_sample(self, net: NetworkPlan, patch: list[int], task: str) -> float:
+        from selfconfig.networks import estimate_conv_flops
+
+        return 3.0 * estimate_conv_flops(net, patch, task) / (self.gflops(net.dim) * 1e9)
+
+    def annotate(self, cfg: ConfigurationPlan, task: str) -> None:
+        cfg.estimated_iteration_seconds = round(cfg.batch_size * self.cost_per_sample(cfg.network, cfg.patch_size, task), 3)
+
+    def describe(self) -> Budget:
+        import torch
+
+        measured = self._given or (max(self._gflops.values()) if self._gflops else None)
+        return Budget(device="cpu", target_iteration_seconds=self.limit, cpu_threads=torch.get_num_threads(),
+                      cpu_gflops=round(measured, 2) if measured else None)
+
+
+class GpuBudgetModel:
+    def __init__(self, gpu_memory_gb: float):
+        self.gpu_memory_gb = float(gpu_memory_gb)
+        self.limit = max(self.gpu_memory_gb - _GPU_OVERHEAD_GB, 0.5)
+        self._scale: float | None = None
+
+    def _bytes_to_gb(self) -> float:
+        if self._scale is None:
+            from selfconfig.networks import estimate_activation_memory_bytes
+
+            ref = _reference_plan(3, base=32, n_stages=6, max_features=320)
+            ref_bytes = estimate_activation_memory_bytes(ref, [128, 128, 128], "segmentation")
+            self._scale = (8.0 - _GPU_OVERHEAD_GB) / (2 * ref_bytes)
+        return self._scale
+
+    def cost_per_sample(self, net: NetworkPlan, patch: list[int], task: str) -> float:
+        from selfconfig.networks import estimate_activation_memory_bytes
+
+        return estimate_activation_memory_bytes(net, patch, task) * self._bytes_to_gb()
+
+    def annotate(self, cfg: ConfigurationPlan, task: str) -> None:
+        per = self.cost_per_sample(cfg.network, cfg.patch_size, task)
+        cfg.estimated_gpu_memory_gb = round(cfg.batch_size * per + _GPU_OVERHEAD_GB, 2)
+
+    def describe(self) -> Budget:
+        return Budget(device="cuda", gpu_memory_gb=self.gpu_memory_gb)

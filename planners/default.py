@@ -1,0 +1,209 @@
+"""DefaultPlanner: fingerprint -> plans (target spacing, patch, batch, normalisation, topology).
+
+Follows nnU-Net's heuristics (median spacing, anisotropy handling, pooling until feature maps
+are 4 voxels, patch shrunk along the axis that is largest relative to the median shape until
+the budget is met) with one difference: the budget is either GPU memory (``--gpu-memory-gb``)
+or, on a machine without a GPU, CPU time per training iteration (default about 1 s), so that a
+plan made here is trainable here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from planners.budget import CpuBudgetModel, GpuBudgetModel
+from planners.topology import plan_topology
+from selfconfig.dataset.schema import DatasetInfo
+from selfconfig.plans import (Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, HeadPlan, NetworkPlan,
+                              Plans)
+
+log = logging.getLogger(__name__)
+
+
+class DefaultPlanner:
+    """The default planner. Subclass and override a method or class attribute to change a decision."""
+
+    plans_name = "selfconfigPlans"
+    anisotropy_threshold = 3.0
+    min_feature_map_size = 4
+    max_stages = 7
+    n_conv_per_stage = 2
+    n_conv_per_stage_decoder = 2
+    # (base, max) features per stage, by device and dimensionality
+    features = {("cuda", 3): (32, 320), ("cuda", 2): (32, 512), ("cpu", 3): (16, 256), ("cpu", 2): (16, 256)}
+    min_batch_size = 2
+    max_batch_fraction_of_dataset = 0.05  # a batch covers at most 5 % of the dataset's voxels (as nnU-Net)
+    initial_patch_volume = {3: 256 ** 3, 2: 2048 ** 2}
+
+    def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
+                 cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
+                 plans_name: str | None = None, measure: bool = True):
+        self.info = info
+        self.fp = fingerprint
+        self.dim = int(fingerprint["dim"])
+        self.plans_name = plans_name or self.plans_name
+        if gpu_memory_gb:
+            self.device = "cuda"
+            self.budget_model = GpuBudgetModel(gpu_memory_gb)
+        else:
+            self.device = "cpu"
+            self.budget_model = CpuBudgetModel(cpu_target_seconds, gflops=cpu_gflops, measure=measure)
+
+    # ------------------------------------------------------------------ spacing
+    def fullres_target_spacing(self) -> list[float]:
+        spacings = np.asarray(self.fp["spacings"], dtype=float)
+        sizes = np.asarray(self.fp["shapes_after_crop"], dtype=float)
+        target = np.percentile(spacings, 50, axis=0)
+        if self.dim == 2:
+            return target.tolist()
+        target_size = np.percentile(sizes, 50, axis=0)
+        worst = int(np.argmax(target))
+        others = [i for i in range(3) if i != worst]
+        aniso_spacing = target[worst] > self.anisotropy_threshold * max(target[i] for i in others)
+        aniso_voxels = target_size[worst] * self.anisotropy_threshold < min(target_size[i] for i in others)
+        if aniso_spacing and aniso_voxels:
+            t = float(np.percentile(spacings[:, worst], 10))
+            target[worst] = max(t, max(target[i] for i in others) + 1e-5)
+        return target.tolist()
+
+    def median_shape_at(self, spacing3: list[float]) -> list[int]:
+        """Median shape after cropping, resampled to ``spacing3`` (z, y, x)."""
+        shapes = np.asarray(self.fp["shapes_after_crop"], dtype=float)
+        spacings = np.asarray(self.fp["spacings"], dtype=float)
+        new = np.round(shapes * spacings / np.asarray(spacing3)[None]).astype(int)
+        return np.median(new, axis=0).astype(int).clip(1).tolist()
+
+    # ------------------------------------------------------------------ plans
+    def plan(self) -> Plans:
+        target = self.fullres_target_spacing()
+        configurations: dict[str, ConfigurationPlan] = {}
+        if self.dim == 3:
+            shape3 = self.median_shape_at(target)
+            configurations["3d"] = self.plan_configuration("3d", target, shape3)
+            # 2d: slices; in-plane target spacing, z left as it is (every slice is a sample)
+            configurations["2d"] = self.plan_configuration("2d", target[1:], shape3[1:], samples_per_case=shape3[0])
+            recommended = "3d"
+        else:
+            shape3 = self.median_shape_at(target)
+            configurations["2d"] = self.plan_configuration("2d", target[1:], shape3[1:])
+            recommended = "2d"
+        self.add_configurations(configurations)
+        intens = self.fp["foreground_intensity_properties_per_channel"]
+        plans = Plans(
+            dataset_name=self.info.name,
+            plans_name=self.plans_name,
+            planner=type(self).__name__,
+            task=self.info.task,
+            dim=self.dim,
+            channel_names=dict(self.info.channel_names),
+            labels=dict(self.info.labels),
+            num_input_channels=self.info.num_input_channels,
+            num_classes=self.info.num_classes,
+            original_median_spacing=[float(v) for v in self.fp["median_spacing"]],
+            original_median_shape=[int(v) for v in self.fp["median_shape_after_crop"]],
+            intensity_properties=intens,
+            configurations=configurations,
+            recommended_configuration=recommended,
+            budget=self.budget_model.describe(),
+        )
+        return plans
+
+    def add_configurations(self, configurations: dict[str, ConfigurationPlan]) -> None:
+        """Hook for subclasses that add configurations (e.g. an ImageNet-compatible 2D one)."""
+
+    def feature_sizes(self, n_stages: int, dim: int, base: int | None = None) -> list[int]:
+        b, mx = self.features[(self.device, dim)]
+        b = base or b
+        return [min(b * 2 ** i, mx) for i in range(n_stages)]
+
+    def network_for(self, dim: int, spacing: list[float], patch: list[int], base: int | None = None
+                    ) -> tuple[NetworkPlan, list[int], list[int]]:
+        topo = plan_topology(spacing, patch, self.min_feature_map_size, self.max_stages)
+        n = topo.n_stages
+        enc = EncoderPlan(
+            kind="plain",
+            features_per_stage=self.feature_sizes(n, dim, base),
+            kernel_sizes=topo.kernel_sizes,
+            strides=topo.strides,
+            n_conv_per_stage=[self.n_conv_per_stage] * n,
+            norm="instance",
+            nonlin="leaky_relu",
+        )
+        net = NetworkPlan(
+            dim=dim,
+            in_channels=self.info.num_input_channels,
+            num_classes=self.info.num_classes,
+            encoder=enc,
+            decoder=DecoderPlan(n_conv_per_stage=[self.n_conv_per_stage_decoder] * (n - 1), deep_supervision=True),
+            head=HeadPlan(pooling="avg", hidden_features=0, dropout=0.0),
+        )
+        return net, topo.patch_size, topo.divisible_by
+
+    def initial_patch(self, spacing: list[float], median_shape: list[int], dim: int) -> list[int]:
+        if self.info.task == "classification":
+            return list(median_shape)  # the whole case
+        inv = 1.0 / np.asarray(spacing, dtype=float)
+        scaled = inv * (self.initial_patch_volume[dim] / np.prod(inv)) ** (1.0 / dim)
+        return [int(min(round(a), b)) for a, b in zip(scaled, median_shape)]
+
+    def plan_configuration(self, name: str, spacing: list[float], median_shape: list[int],
+                           samples_per_case: int = 1) -> ConfigurationPlan:
+        dim = len(spacing)
+        task = self.info.task
+        patch = self.initial_patch(spacing, median_shape, dim)
+        base = None
+        net, patch, divisible = self.network_for(dim, spacing, patch, base)
+        min_patch = [max(2 * self.min_feature_map_size, 8)] * dim
+        cost = self.budget_model.cost_per_sample(net, patch, task)
+        while cost * self.min_batch_size > self.budget_model.limit:
+            ratios = [p / m for p, m in zip(patch, median_shape)]
+            order = np.argsort(ratios)[::-1]
+            axis = next((int(a) for a in order if patch[a] - divisible[a] >= min_patch[a]), None)
+            if axis is None:
+                # the smallest sensible patch is still too expensive: thin the network instead
+                b, _ = self.features[(self.device, dim)]
+                current = net.encoder.features_per_stage[0]
+                if current <= 4:
+                    log.warning("configuration %s: even the smallest network exceeds the budget", name)
+                    break
+                base = max(4, current // 2)
+                net, patch, divisible = self.network_for(dim, spacing, patch, base)
+                cost = self.budget_model.cost_per_sample(net, patch, task)
+                continue
+            trial = list(patch)
+            trial[axis] -= divisible[axis]
+            net, patch, divisible = self.network_for(dim, spacing, trial, base)
+            cost = self.budget_model.cost_per_sample(net, patch, task)
+        batch = max(self.min_batch_size, int(self.budget_model.limit // max(cost, 1e-12)))
+        # cap: a batch covers at most 5 % of the dataset's voxels (and never more cases than exist)
+        n_cases = max(1, int(self.fp["num_training_cases"]))
+        dataset_voxels = float(np.prod(median_shape)) * n_cases * samples_per_case
+        cap = max(self.min_batch_size, int(self.max_batch_fraction_of_dataset * dataset_voxels / float(np.prod(patch))))
+        batch = int(min(batch, cap, max(self.min_batch_size, 256)))
+        cfg = ConfigurationPlan(
+            name=name,
+            dim=dim,
+            spacing=[float(s) for s in spacing],
+            median_shape=[int(s) for s in median_shape],
+            patch_size=[int(p) for p in patch],
+            batch_size=batch,
+            normalization=self.info.normalization_schemes(),
+            network=net,
+            separate_z_resampling=self.separate_z(spacing),
+            anisotropy_threshold=self.anisotropy_threshold,
+            foreground_oversampling=0.33 if task == "segmentation" else 0.0,
+        )
+        self.budget_model.annotate(cfg, task)
+        return cfg
+
+    def separate_z(self, spacing: list[float]) -> bool:
+        """Resample the low-resolution axis separately when the data is anisotropic (as nnU-Net)."""
+        if self.dim != 3:
+            return False
+        orig = np.asarray(self.fp["median_spacing"], dtype=float)
+        return bool(max(orig) / min(orig) > self.anisotropy_threshold
+                    or max(spacing) / min(spacing) > self.anisotropy_threshold)

@@ -1,0 +1,79 @@
+"""What every ``selfconfig_*`` command shares: root-folder flags, logging, error handling."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from selfconfig.errors import SelfconfigError, VerificationError
+from selfconfig.paths import Roots
+
+
+def add_root_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data roots (flag > environment variable > ./selfconfig_data/...)")
+    g.add_argument("--raw", help="raw datasets root (env SELFCONFIG_RAW)")
+    g.add_argument("--preprocessed", help="preprocessed data root (env SELFCONFIG_PREPROCESSED)")
+    g.add_argument("--results", help="results root (env SELFCONFIG_RESULTS)")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="switch progress bars off")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def roots_from(args: argparse.Namespace) -> Roots:
+    return Roots.resolve(getattr(args, "raw", None), getattr(args, "preprocessed", None),
+                         getattr(args, "results", None))
+
+
+def setup_logging(args: argparse.Namespace | None = None, log_file: Path | None = None) -> None:
+    level = logging.INFO
+    if args is not None and getattr(args, "verbose", False):
+        level = logging.DEBUG
+    elif args is not None and getattr(args, "quiet", False):
+        level = logging.WARNING
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(getattr(h, "_selfconfig_console", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        h._selfconfig_console = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    for noisy in ("matplotlib", "PIL", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_file is not None:
+        add_log_file(log_file)
+
+
+def add_log_file(path: Path) -> logging.Handler:
+    """Also log to ``path`` (e.g. training.log in the run folder). Returns the handler."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(h)
+    return h
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, prog: str = "") -> int:
+    """Run a command; user errors become one line (per problem) on stderr and exit code 2."""
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        code = main(argv)
+        return int(code or 0)
+    except VerificationError as e:
+        print(f"{prog}: {len(e.problems)} problem(s) found; nothing was written:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return e.exit_code
+    except SelfconfigError as e:
+        msg = " ".join(str(e).split("\n")) if "\n" not in str(e).strip() else str(e)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,67 @@
+"""selfconfig_evaluate -pred PRED -ref REF [-d NAME | -l LABELS_JSON] [-o OUT]
+
+Segmentation: PRED and REF are folders of label files. Classification: PRED is a predictions CSV
+(selfconfig_predict's predictions.csv) and REF a labels table (case,label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+from selfconfig.errors import ConfigurationError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfconfig_evaluate", description="Score predictions against references.")
+    p.add_argument("-pred", "--predictions", required=True, help="folder of predicted label files, or predictions CSV")
+    p.add_argument("-ref", "--reference", required=True, help="folder of reference label files, or labels CSV")
+    p.add_argument("-d", "--dataset", help="take label names from this raw dataset's dataset.json")
+    p.add_argument("-l", "--labels", help="a dataset.json (or any JSON with a 'labels' map) giving the label names")
+    p.add_argument("-o", "--output", help="where summary.json and per_case.csv go (default: next to the predictions)")
+    add_root_args(p)
+    add_common_args(p)
+    return p
+
+
+def _labels(args) -> dict[str, int]:
+    if args.labels:
+        data = json.loads(Path(args.labels).read_text())
+        return {str(k): int(v) for k, v in data.get("labels", data).items()}
+    from selfconfig.dataset.schema import load_dataset_json
+    from selfconfig.paths import resolve_dataset_name
+
+    roots = roots_from(args)
+    name = resolve_dataset_name(args.dataset, roots, need="raw")
+    return load_dataset_json(roots.raw / name).labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    from selfconfig.evaluation.evaluate import evaluate_classification_csv, evaluate_segmentation_folder
+
+    labels = _labels(args)
+    pred, ref = Path(args.predictions), Path(args.reference)
+    if pred.is_dir() != ref.is_dir():
+        raise ConfigurationError("give two folders (segmentation) or two CSV files (classification)")
+    if pred.is_dir():
+        s = evaluate_segmentation_folder(pred, ref, labels, output_dir=args.output)
+        print(f"{s['n_cases']} case(s); Dice per class:")
+        for name, value in s["mean"]["dice_per_class"].items():
+            print(f"  {name:28s} {value:.4f}")
+        print(f"  {'mean':28s} {s['mean']['mean_dice']:.4f}")
+    else:
+        s = evaluate_classification_csv(pred, ref, labels, output_dir=args.output)
+        for k, v in s["metrics"].items():
+            print(f"  {k:28s} {v:.4f}" if isinstance(v, float) else f"  {k:28s} {v}")
+    out = Path(args.output) if args.output else (pred if pred.is_dir() else pred.parent)
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run(main))

@@ -1,0 +1,82 @@
+"""selfconfig_train -tr TRAINER [-d NAME] [-c CONFIG] [-f FOLD] [-frac F] [--epochs E] ..."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+
+
+def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hyperparameters (default: the trainer's, see documentation/training.md)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--iters-per-epoch", type=int)
+    g.add_argument("--val-iters", type=int, help="validation batches per epoch")
+    g.add_argument("--lr", type=float, help="initial learning rate")
+    g.add_argument("--batch-size", type=int, help="default: the plans' batch size")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--num-workers", type=int, help="background loader processes")
+    g.add_argument("--checkpoint-every", type=int, help="epochs between checkpoint_latest writes")
+    g.add_argument("--class-weights", choices=["balanced"], help="classification: weight classes by inverse frequency")
+    g.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="switch augmentation off")
+    g.add_argument("--no-final-validation", dest="final_validation", action="store_const", const=False,
+                   help="skip predicting the validation cases at the end")
+
+
+HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "batch_size", "seed", "num_workers", "checkpoint_every",
+           "class_weights", "augment", "final_validation")
+
+
+def overrides_from(args: argparse.Namespace, keys=HP_KEYS) -> dict:
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def parse_fold(text: str) -> int | str:
+    return "all" if text == "all" else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfconfig_train", description="Train one fold at one label fraction.")
+    p.add_argument("-tr", "--trainer", default="Scratch", help="trainer name or module:Class (default Scratch)")
+    p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
+    p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
+    p.add_argument("-f", "--fold", default="0", help="fold 0..4 or 'all' (default 0)")
+    p.add_argument("-frac", "--fraction", type=float, default=1.0, help="fraction of the fold's labeled cases (0, 1]")
+    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    p.add_argument("--continue", dest="continue_training", action="store_true",
+                   help="resume an interrupted run, or extend a finished one with more --epochs")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run in the same folder")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--list", action="store_true", help="list the available trainers and exit")
+    add_hyperparameter_args(p)
+    add_root_args(p)
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    if args.list:
+        from selfconfig.training.registry import available_trainers, get_trainer
+
+        for name in available_trainers():
+            print(f"{name:20s} {getattr(get_trainer(name), 'description', '')}")
+        return 0
+    from selfconfig.training.api import train
+
+    res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
+                fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
+                continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
+                roots=roots_from(args), progress=not args.no_progress)
+    print(f"run folder: {res.run_dir}")
+    if res.validation:
+        from selfconfig.inference.validation import headline
+
+        print(f"validation: {headline(res.validation)} ({res.run_dir / 'validation' / 'summary.json'})")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run(main))

@@ -1,0 +1,1 @@
+"""Splits and label fractions, patch sampling and background loading."""

@@ -1,0 +1,63 @@
+"""Background loading: worker processes read and crop; the training loop only consumes batches.
+
+Batches are indexed: batch ``i`` is a pure function of the seed and ``i`` (see
+:class:`~selfconfig.data.sampler.PatchSampler`), so resuming at iteration ``i`` reproduces the
+uninterrupted run exactly. Workers never augment: augmentation runs batched on the training
+device (:mod:`selfconfig.augment`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from selfconfig.data.sampler import PatchSampler
+
+
+class _IndexedBatches(Dataset):
+    def __init__(self, sampler: PatchSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:  # effectively unbounded
+        return 2 ** 62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in self.sampler.sample(int(index)).items()}
+
+
+class _CountFrom(Sampler):
+    def __init__(self, start: int, stop: int | None):
+        self.start, self.stop = int(start), stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop)) if self.stop is not None else itertools.count(self.start)
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) if self.stop is not None else 2 ** 62
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)  # workers only crop; leave the cores to the training step
+
+
+def default_num_workers() -> int:
+    """Workers only read and crop, which is cheap: 1 on small machines, up to 4 on large ones."""
+    n = os.cpu_count() or 1
+    return 1 if n <= 4 else min(4, n // 4)
+
+
+def batch_stream(sampler: PatchSampler, start: int = 0, stop: int | None = None, num_workers: int | None = None,
+                 pin_memory: bool = False, prefetch: int = 4) -> Iterator[dict[str, torch.Tensor]]:
+    """Iterate batches ``start, start+1, ...`` (until ``stop``) produced by background workers."""
+    num_workers = default_num_workers() if num_workers is None else num_workers
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = {"prefetch_factor": prefetch, "worker_init_fn": _worker_init, "persistent_workers": False}
+    loader = DataLoader(_IndexedBatches(sampler), batch_size=None, sampler=_CountFrom(start, stop),
+                        num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+    return iter(loader)

@@ -1,0 +1,143 @@
+"""Patch sampling from preprocessed cases (pure numpy; runs inside loader worker processes).
+
+A batch is a pure function of (seed, batch index): the loader can be restarted at any
+iteration and produce exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from selfconfig.preprocessing import storage
+
+
+@dataclass
+class CaseRef:
+    folder: str
+    case_id: str
+    label: int | None = None  # classification
+
+
+def crop_with_pad(arr: np.ndarray, start: list[int], size: list[int], pad_value: float = 0) -> np.ndarray:
+    """Crop ``size`` voxels starting at ``start`` from the last ``len(size)`` axes of ``arr``,
+    padding with ``pad_value`` where the window leaves the array. Reads only the window from a
+    memory-mapped array."""
+    lead = arr.ndim - len(size)
+    src, dst = [], []
+    for s, n, dim in zip(start, size, arr.shape[lead:]):
+        a, b = max(s, 0), min(s + n, dim)
+        src.append(slice(a, max(a, b)))
+        dst.append(slice(a - s, a - s + max(0, b - a)))
+    out = np.full(arr.shape[:lead] + tuple(size), pad_value, dtype=arr.dtype)
+    out[(Ellipsis, *dst)] = arr[(Ellipsis, *src)]
+    return out
+
+
+class PatchSampler:
+    """Samples training patches.
+
+    ``patch_size`` has 3 entries for 3D configurations and 2 for 2D (a 2D patch from a 3D case
+    comes from one random slice). ``oversample`` is the fraction of each batch forced to be
+    centred on a foreground voxel (segmentation; nnU-Net uses 1/3).
+    """
+
+    def __init__(self, cases: list[CaseRef], patch_size: list[int], batch_size: int, task: str,
+                 oversample: float = 0.33, with_labels: bool = True, seed: int = 0, random_crop: bool = True):
+        if not cases:
+            raise ValueError("no cases to sample from")
+        self.cases = cases
+        self.patch = [int(p) for p in patch_size]
+        self.batch_size = int(batch_size)
+        self.task = task
+        self.oversample = float(oversample)
+        self.with_labels = with_labels
+        self.seed = int(seed)
+        self.random_crop = random_crop
+        self._fg_cache: dict[tuple[str, str], np.ndarray | None] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _fg(self, ref: CaseRef) -> np.ndarray | None:
+        key = (ref.folder, ref.case_id)
+        if key not in self._fg_cache:
+            self._fg_cache[key] = storage.load_fg_locations(Path(ref.folder), ref.case_id)
+        return self._fg_cache[key]
+
+    def _start(self, rng: np.random.Generator, shape: list[int], center: list[int] | None) -> list[int]:
+        starts = []
+        for i, (dim, p) in enumerate(zip(shape, self.patch)):
+            if center is not None:
+                jitter = int(rng.integers(-(p // 4), p // 4 + 1))
+                s = int(center[i]) - p // 2 + jitter
+                s = min(max(s, min(0, dim - p)), max(0, dim - p))  # keep the window on the case
+            elif not self.random_crop:
+                s = (dim - p) // 2
+            elif dim > p:
+                s = int(rng.integers(0, dim - p + 1))
+            else:
+                s = -int(rng.integers(0, p - dim + 1))  # pad randomly around a small case
+            starts.append(s)
+        return starts
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        n_fg = int(round(self.batch_size * self.oversample)) if self.with_labels and self.task == "segmentation" else 0
+        datas, segs, labels, ids = [], [], [], []
+        picks = rng.integers(0, len(self.cases), self.batch_size)
+        for j, ci in enumerate(picks):
+            ref = self.cases[int(ci)]
+            data = storage.load_data(Path(ref.folder), ref.case_id)
+            seg = storage.load_seg(Path(ref.folder), ref.case_id) if self.with_labels and self.task == "segmentation" else None
+            force_fg = j >= self.batch_size - n_fg
+            center = None
+            if force_fg:
+                fg = self._fg(ref)
+                if fg is not None and len(fg):
+                    classes = np.unique(fg[:, 0])
+                    cls = classes[rng.integers(0, len(classes))]
+                    rows = fg[fg[:, 0] == cls]
+                    center = rows[rng.integers(0, len(rows)), 1:].tolist()
+            spatial = list(data.shape[1:])
+            if len(self.patch) == 2:  # 2D patch: one slice of a (C, Z, Y, X) case
+                if center is not None:
+                    z = int(center[0])
+                    center = center[1:]
+                else:
+                    z = int(rng.integers(0, spatial[0]))
+                start = self._start(rng, spatial[1:], center)
+                d = crop_with_pad(data[:, z], start, self.patch)
+                s = crop_with_pad(seg[z], start, self.patch) if seg is not None else None
+            else:
+                start = self._start(rng, spatial, center)
+                d = crop_with_pad(data, start, self.patch)
+                s = crop_with_pad(seg, start, self.patch) if seg is not None else None
+            datas.append(d)
+            if s is not None:
+                segs.append(s[None])
+            labels.append(-1 if ref.label is None else int(ref.label))
+            ids.append(ref.case_id)
+        batch = {"data": np.stack(datas).astype(np.float32, copy=False), "label": np.asarray(labels, dtype=np.int64),
+                 "index": np.asarray(index, dtype=np.int64)}
+        if segs:
+            batch["seg"] = np.stack(segs).astype(np.int64, copy=False)
+        return batch
+
+
+def iterate_cases(cases: list[CaseRef], patch_size: list[int], batch_size: int, task: str,
+                  with_labels: bool = True):
+    """Every case once, in order, centre-cropped/padded to ``patch_size`` (validation of classifiers)."""
+    sampler = PatchSampler(cases, patch_size, 1, task, oversample=0.0, with_labels=with_labels, random_crop=False)
+    for i in range(0, len(cases), batch_size):
+        chunk = cases[i:i + batch_size]
+        datas, labels = [], []
+        for ref in chunk:
+            data = storage.load_data(Path(ref.folder), ref.case_id)
+            start = sampler._start(None, list(data.shape[1:]) if len(patch_size) == 3 else list(data.shape[2:]), None)
+            d = crop_with_pad(data if len(patch_size) == 3 else data[:, data.shape[1] // 2], start, sampler.patch)
+            datas.append(d)
+            labels.append(-1 if ref.label is None else int(ref.label))
+        yield {"data": np.stack(datas).astype(np.float32, copy=False), "label": np.asarray(labels, dtype=np.int64),
+               "case_ids": [r.case_id for r in chunk]}

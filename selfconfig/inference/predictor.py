@@ -1,0 +1,189 @@
+"""The predictor: checkpoints -> networks -> predictions in the input's geometry.
+
+The same preprocessing code as training (:func:`selfconfig.preprocessing.preprocessor.preprocess_case`)
+prepares every image; segmentation probabilities are resampled back to the cropped region,
+placed into the full image and written with the input's spacing, origin and direction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from selfconfig.dataset.geometry import Geometry
+from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError
+from selfconfig.plans import Plans
+from selfconfig.preprocessing.preprocessor import preprocess_case
+from selfconfig.training.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    network: nn.Module
+    plans: Plans
+    configuration: str
+    trainer: str
+    source: Path
+
+
+def build_network_for(plans: Plans, configuration: str) -> nn.Module:
+    from selfconfig.networks import build_classification_network, build_segmentation_network
+
+    plan = plans.configuration(configuration).network
+    return build_segmentation_network(plan) if plans.task == "segmentation" else build_classification_network(plan)
+
+
+def load_model(path: Path, device: torch.device) -> LoadedModel:
+    ckpt = load_checkpoint(path, map_location="cpu")
+    plans = Plans.from_dict(ckpt["plans"])
+    cfg = ckpt["configuration"]
+    net = build_network_for(plans, cfg)
+    state = ckpt["module"]["network"] if "module" in ckpt else ckpt["network"]
+    net.load_state_dict(state)
+    net.to(device).eval()
+    if hasattr(net, "deep_supervision"):
+        net.deep_supervision = False
+    return LoadedModel(net, plans, cfg, ckpt.get("trainer", "?"), Path(path))
+
+
+def mirror_combinations(n_spatial: int, enabled: bool) -> list[tuple[int, ...]]:
+    """All subsets of the spatial axes (2^n mirrorings, identity first) or just the identity."""
+    if not enabled:
+        return [()]
+    axes = list(range(n_spatial))
+    return [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
+
+
+class Predictor:
+    """Ensemble of the models of one run configuration (e.g. its folds)."""
+
+    def __init__(self, models: list[LoadedModel], device: torch.device, tta: bool = True, step_size: float = 0.5,
+                 sw_batch_size: int = 2):
+        if not models:
+            raise CheckpointError("no model to predict with")
+        first = models[0]
+        for m in models[1:]:
+            if m.configuration != first.configuration or m.plans.to_dict() != first.plans.to_dict():
+                raise CheckpointError(f"{m.source} was trained with other plans/configuration than {first.source}; "
+                                      f"ensemble only folds of one run configuration")
+        if not 0 < step_size <= 1:
+            raise ConfigurationError(f"--step-size {step_size} must be in (0, 1]")
+        self.models = models
+        self.plans = first.plans
+        self.configuration = first.configuration
+        self.config = self.plans.configuration(self.configuration)
+        self.device = device
+        self.tta = tta
+        self.step_size = step_size
+        self.sw_batch_size = sw_batch_size
+
+    @classmethod
+    def from_checkpoints(cls, paths: list[Path], device: torch.device | None = None, **kw) -> "Predictor":
+        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return cls([load_model(Path(p), device) for p in paths], device, **kw)
+
+    @property
+    def task(self) -> str:
+        return self.plans.task
+
+    # ------------------------------------------------------------------ checks
+    def check_input(self, image: np.ndarray, geometry: Geometry, source: str) -> None:
+        p = self.plans
+        if image.shape[0] != p.num_input_channels:
+            raise IncompatibleDatasetError(
+                f"{source}: has {image.shape[0]} channel(s) but the model expects {p.num_input_channels} "
+                f"({', '.join(p.channel_names.values())}); give one file per channel as CASE_0000, CASE_0001 ...")
+        if p.dim == 2 and geometry.dim == 3 and geometry.shape[0] > 1:
+            raise IncompatibleDatasetError(
+                f"{source}: is a 3D volume {tuple(geometry.shape)} but the model was trained on 2D images")
+        if p.dim == 3 and geometry.dim == 2:
+            raise IncompatibleDatasetError(f"{source}: is a 2D image but the model was trained on 3D volumes")
+
+    # ------------------------------------------------------------------ core
+    @torch.inference_mode()
+    def _network_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities of the ensemble on a preprocessed tensor (B, C, *spatial), with
+        sliding window for segmentation and mirroring when enabled."""
+        patch = list(self.config.patch_size)
+        n_sp = x.ndim - 2
+        total = None
+        count = 0
+        for model in self.models:
+            for axes in mirror_combinations(n_sp, self.tta):
+                dims = [a + 2 for a in axes]
+                xi = torch.flip(x, dims) if dims else x
+                if self.task == "segmentation":
+                    logits = sliding_window_inference(
+                        xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model.network,
+                        overlap=1.0 - self.step_size, mode="gaussian", sigma_scale=0.125, padding_mode="constant",
+                        cval=0.0)
+                    probs = torch.softmax(logits.float(), 1)
+                    if dims:
+                        probs = torch.flip(probs, dims)
+                else:
+                    probs = torch.softmax(model.network(xi).float(), 1)
+                total = probs if total is None else total + probs
+                count += 1
+        return total / count
+
+    def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:
+        """Probabilities for a preprocessed case (C, Z, Y, X) -> segmentation (K, Z, Y, X) or (K,)."""
+        x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        if self.task == "classification":
+            from selfconfig.data.sampler import crop_with_pad
+
+            patch = list(self.config.patch_size)
+            arr = data if self.config.dim == 3 else data[:, data.shape[1] // 2]
+            start = [(s - p) // 2 for s, p in zip(arr.shape[1:], patch)]
+            arr = crop_with_pad(arr, start, patch)
+            return self._network_probs(torch.from_numpy(arr)[None].to(self.device))[0].cpu().numpy()
+        if self.config.dim == 3:
+            return self._network_probs(x[None])[0].cpu().numpy()
+        # 2D configuration: slices of (C, Z, Y, X) as a batch
+        out = []
+        step = 16
+        for z0 in range(0, x.shape[1], step):
+            xs = x[:, z0:z0 + step].permute(1, 0, 2, 3)
+            out.append(self._network_probs(xs).permute(1, 0, 2, 3))
+        return torch.cat(out, 1).cpu().numpy()
+
+    def predict_case(self, image: np.ndarray, geometry: Geometry, source: str = "input",
+                     return_probabilities: bool = False) -> dict:
+        """Predict one case read from disk. Segmentation -> ``seg`` (Z, Y, X) on the input's grid
+        (and ``probabilities`` (K, Z, Y, X) if asked); classification -> ``probabilities`` (K,)."""
+        self.check_input(image, geometry, source)
+        data, _, props = preprocess_case(image, geometry, None, self.plans, self.config)
+        probs = self.predict_preprocessed(data)
+        if self.task == "classification":
+            return {"probabilities": probs, "prediction": int(np.argmax(probs))}
+        full = revert_to_original(probs, props)
+        out = {"seg": full.argmax(0).astype(np.uint8 if full.shape[0] < 256 else np.int16)}
+        if return_probabilities:
+            out["probabilities"] = full
+        return out
+
+
+def revert_to_original(probs: np.ndarray, props: dict) -> np.ndarray:
+    """Resample (K, z, y, x) probabilities to the cropped shape and place them in the full image
+    (background = 1 outside the crop box)."""
+    crop_shape = [int(s) for s in props["shape_after_crop"]]
+    t = torch.from_numpy(probs)[None].float()
+    if list(t.shape[2:]) != crop_shape:
+        t = F.interpolate(t, size=crop_shape, mode="trilinear", align_corners=False)
+    t = t[0]
+    full_shape = [int(s) for s in props["geometry"]["shape"]]
+    out = torch.zeros((t.shape[0], *full_shape), dtype=torch.float32)
+    out[0] = 1.0
+    box = props["crop_box"]
+    out[(slice(None), *[slice(a, b) for a, b in box])] = t
+    return out.numpy()

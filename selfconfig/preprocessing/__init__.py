@@ -1,0 +1,1 @@
+"""Crop, normalise, resample and store cases (training, test and unlabeled)."""

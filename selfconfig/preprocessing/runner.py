@@ -1,0 +1,79 @@
+"""Preprocess every case of every split for every configuration, in parallel, skipping cases
+that are already done. Each case is read once for all configurations."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from selfconfig.dataset.cases import Case
+from selfconfig.parallel import WorkerPool
+from selfconfig.plans import Plans
+from selfconfig.preprocessing import storage
+from selfconfig.preprocessing.preprocessor import preprocess_case, preprocess_key, sample_foreground
+
+log = logging.getLogger(__name__)
+
+
+def _seg_dtype(num_classes: int):
+    return np.uint8 if num_classes <= 255 else np.int16
+
+
+def preprocess_and_save(case: Case, plans_dict: dict, targets: list[tuple[str, str, str]]) -> str:
+    """Read ``case`` once and write it for each ``(configuration, folder, key)`` target."""
+    from selfconfig.dataset.io import read_case, read_label
+
+    plans = Plans.from_dict(plans_dict)
+    image, geometry = read_case(case.images)
+    seg = None
+    if case.label_file is not None:
+        seg, _ = read_label(case.label_file)
+        seg = seg.astype(_seg_dtype(plans.num_classes))
+    for config_name, out_folder, key in targets:
+        data, seg_p, props = preprocess_case(image, geometry, seg, plans, plans.configuration(config_name))
+        fg = None
+        if seg_p is not None:
+            fg = sample_foreground(seg_p, list(plans.labels.values()), seed=zlib.crc32(case.case_id.encode()))
+            props["classes_present"] = sorted(int(v) for v in np.unique(seg_p))
+        props.update({
+            "case_id": case.case_id,
+            "split": case.split,
+            "source_files": [str(p) for p in case.images],
+            "label_file": str(case.label_file) if case.label_file else None,
+            "label": case.label,
+            "meta": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in case.meta.items()},
+            "preprocess_key": key,
+        })
+        storage.save_case(Path(out_folder), case.case_id, data, seg_p, fg, props)
+    return case.case_id
+
+
+def preprocess_dataset(config_dirs: dict[str, Path], plans: Plans, cases: dict[str, list[Case]],
+                       pool: WorkerPool | None = None, progress: bool = True) -> dict[str, dict[str, int]]:
+    """Write ``config_dirs[config]/<split>/`` for each configuration; returns case counts."""
+    pool = pool or WorkerPool(1)
+    keys = {name: preprocess_key(plans, plans.configuration(name)) for name in config_dirs}
+    jobs = []
+    skipped = 0
+    for split, split_cases in cases.items():
+        for c in split_cases:
+            targets = []
+            for name, cdir in config_dirs.items():
+                folder = storage.split_dir(cdir, split)
+                if not storage.is_done(folder, c.case_id, keys[name]):
+                    folder.mkdir(parents=True, exist_ok=True)
+                    targets.append((name, str(folder), keys[name]))
+                else:
+                    skipped += 1
+            if targets:
+                jobs.append((c, targets))
+    if skipped:
+        log.info("%d case x configuration pair(s) already preprocessed: skipped", skipped)
+    plans_dict = plans.to_dict()
+    # largest cases first keeps the workers busy until the end
+    jobs.sort(key=lambda j: -sum(p.stat().st_size for p in j[0].images if p.is_file()))
+    pool.map(preprocess_and_save, [(c, plans_dict, t) for c, t in jobs], desc="preprocess", progress=progress)
+    return {name: {split: len(v) for split, v in cases.items()} for name in config_dirs}

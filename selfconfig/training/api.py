@@ -1,0 +1,22 @@
+"""API behind ``selfconfig_train``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfconfig.paths import Roots
+from selfconfig.planning import DEFAULT_PLANS_NAME
+from selfconfig.training.context import open_dataset, pick_device
+from selfconfig.training.registry import get_trainer
+from selfconfig.training.run import RunResult, train_run
+
+
+def train(trainer: str, dataset: str | int | None = None, *, configuration: str | None = None,
+          fold: int | str = 0, fraction: float = 1.0, plans_name: str = DEFAULT_PLANS_NAME,
+          hyperparameters: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
+          device: str | None = None, roots: Roots | None = None, progress: bool = True) -> RunResult:
+    """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...)."""
+    cls = get_trainer(trainer)
+    data = open_dataset(dataset, configuration, plans_name, roots)
+    return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
+                     pick_device(device), progress)

@@ -1,0 +1,127 @@
+"""Cross-cutting work of a run: checkpoints, epoch log lines, the progress plot."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from selfconfig.training.checkpoint import save_checkpoint
+from selfconfig.training.loop import Callback, LoopState
+
+log = logging.getLogger(__name__)
+
+
+def rng_state(extra: dict | None = None) -> dict[str, Any]:
+    d = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        d["cuda"] = torch.cuda.get_rng_state_all()
+    d.update(extra or {})
+    return d
+
+
+def restore_rng_state(d: dict[str, Any]) -> None:
+    if "torch" in d:
+        torch.set_rng_state(d["torch"])
+    if "cuda" in d and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(d["cuda"])
+
+
+class CheckpointCallback(Callback):
+    """``checkpoint_latest.pt`` every few epochs and on interrupt, ``checkpoint_best.pt`` when the
+    smoothed validation metric improves, ``checkpoint_final.pt`` at the end. All atomic."""
+
+    def __init__(self, folder: Path, meta: Callable[[], dict], every: int = 5, prefix: str = "checkpoint"):
+        self.folder = Path(folder)
+        self.meta = meta
+        self.every = max(1, int(every))
+        self.prefix = prefix
+
+    def path(self, kind: str) -> Path:
+        return self.folder / f"{self.prefix}_{kind}.pt"
+
+    def _payload(self, module, state: LoopState) -> dict:
+        return {**self.meta(), "module": module.state_dict(), "loop": state.to_dict(), "rng": rng_state()}
+
+    def save(self, kind: str, module, state: LoopState) -> Path:
+        p = self.path(kind)
+        save_checkpoint(p, self._payload(module, state))
+        return p
+
+    def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
+        ema = state.ema_metric
+        if ema is not None and (state.best_metric is None or ema > state.best_metric):
+            state.best_metric = ema
+            self.save("best", module, state)
+            log.info("new best %s (smoothed): %.4f", module.monitor, ema)
+        if state.epoch % self.every == 0 and state.epoch < state.epochs:
+            self.save("latest", module, state)
+
+    def on_interrupt(self, module, state: LoopState) -> None:
+        p = self.save("latest", module, state)
+        log.warning("interrupted at epoch %d step %d; state saved to %s (resume with --continue)",
+                    state.epoch + 1, state.step_in_epoch, p)
+
+    def on_fit_end(self, module, state: LoopState) -> None:
+        self.save("final", module, state)
+        latest = self.path("latest")
+        if latest.exists():
+            latest.unlink()
+
+
+class EpochLogger(Callback):
+    def __init__(self, name: str = "train"):
+        self.name = name
+
+    def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
+        shown = {k: v for k, v in logs.items() if not k.startswith("val_dice_") and k != "train_lr"}
+        parts = [f"{k}={v:.4f}" for k, v in shown.items() if isinstance(v, float) and not math.isnan(v)]
+        log.info("%s epoch %d/%d: %s", self.name, state.epoch, state.epochs, " ".join(parts))
+
+
+def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", metric: str | None = None) -> None:
+    """Loss curves (left) and the validation metric per epoch (right), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    loss_keys = [k for k in history if k.endswith("loss") and (k.startswith("train_") or k.startswith("val_"))]
+    for k in loss_keys:
+        axes[0].plot(range(1, len(history[k]) + 1), history[k], label=k)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    metric_keys = [k for k in history if metric and (k == metric or k == f"ema_{metric}")]
+    metric_keys += [k for k in history if k.startswith("train_") and k.endswith("accuracy")]
+    metric_keys += [k for k in history if k.startswith("val_") and k.endswith("accuracy") and k not in metric_keys]
+    for k in metric_keys:
+        axes[1].plot(range(1, len(history[k]) + 1), history[k], label=k)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("metric")
+    axes[1].legend(fontsize=8)
+    axes[1].grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class ProgressPlot(Callback):
+    def __init__(self, path: Path, title: str = ""):
+        self.path = Path(path)
+        self.title = title
+
+    def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
+        plot_progress(state.history, self.path, self.title, getattr(module, "monitor", None))

@@ -1,0 +1,172 @@
+"""The training loop, written once for every task: supervised segmentation and classification,
+and every pretext task (flip, rotation, WGAN, colourisation).
+
+What differs between tasks lives in a :class:`LoopModule` (one training step, one validation
+step, its state); cross-cutting work (checkpoints, logs, plots) lives in callbacks with no-op
+hooks, as in PyTorch Lightning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class LoopModule(Protocol):
+    monitor: str  # name of the validation metric that picks the best checkpoint (higher is better)
+
+    def train_step(self, batch: dict, state: "LoopState") -> dict[str, float]: ...
+
+    def validation_step(self, batch: dict) -> dict[str, Any]: ...
+
+    def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LoopState:
+    epochs: int
+    iters_per_epoch: int
+    epoch: int = 0  # current (0-based) epoch
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    partial: dict[str, list[float]] = field(default_factory=dict)  # running sums of an unfinished epoch
+    best_metric: float | None = None
+    ema_metric: float | None = None
+    finished: bool = False
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.iters_per_epoch
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("epochs", "iters_per_epoch", "epoch", "step_in_epoch", "global_step",
+                                               "history", "partial", "best_metric", "ema_metric", "finished")}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoopState":
+        return cls(**d)
+
+
+class Callback:
+    """No-op hooks; override what you need."""
+
+    def on_fit_start(self, module: LoopModule, state: LoopState) -> None: ...
+
+    def on_epoch_end(self, module: LoopModule, state: LoopState, logs: dict[str, float]) -> None: ...
+
+    def on_interrupt(self, module: LoopModule, state: LoopState) -> None: ...
+
+    def on_fit_end(self, module: LoopModule, state: LoopState) -> None: ...
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _graceful_interrupt(flag: _StopFlag):
+    """First Ctrl-C / SIGTERM: finish the current step, then stop cleanly. Second: stop now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        log.warning("stop requested: finishing the current step and writing checkpoint_latest "
+                    "(press Ctrl-C again to stop at once)")
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Iterator[dict]],
+        val_batches: Callable[[], Iterable[dict]] | None, callbacks: list[Callback] = (),
+        progress: bool = True, ema: float = 0.9, desc: str = "train") -> LoopState:
+    """Run ``module`` from ``state`` (fresh or resumed) to ``state.epochs``.
+
+    ``train_batches(start)`` yields the batches with global index ``start, start+1, ...``.
+    On KeyboardInterrupt the callbacks' ``on_interrupt`` runs (e.g. writes checkpoint_latest)
+    before the exception propagates, so an interrupted run resumes where it stopped.
+    """
+    for cb in callbacks:
+        cb.on_fit_start(module, state)
+    if state.epoch >= state.epochs:
+        state.finished = True
+        return state
+    stream = train_batches(state.global_step)
+    flag = _StopFlag()
+    try:
+        with _graceful_interrupt(flag):
+            _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag)
+    except KeyboardInterrupt:
+        for cb in callbacks:
+            cb.on_interrupt(module, state)
+        raise
+    finally:
+        close = getattr(stream, "_shutdown_workers", None)
+        if close is not None:
+            close()
+    state.finished = True
+    for cb in callbacks:
+        cb.on_fit_end(module, state)
+    return state
+
+
+def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag) -> None:
+    while state.epoch < state.epochs:
+        bar = tqdm(total=state.iters_per_epoch, initial=state.step_in_epoch, disable=not progress, leave=False,
+                   desc=f"{desc} epoch {state.epoch + 1}/{state.epochs}")
+        t0 = time.perf_counter()
+        while state.step_in_epoch < state.iters_per_epoch:
+            batch = next(stream)
+            logs = module.train_step(batch, state)
+            for k, v in logs.items():
+                state.partial.setdefault(k, []).append(float(v))
+            state.step_in_epoch += 1
+            state.global_step += 1
+            bar.update()
+            if "loss" in logs:
+                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+            if flag.requested:
+                bar.close()
+                raise KeyboardInterrupt
+        bar.close()
+        epoch_logs = {f"train_{k}": float(sum(v) / max(len(v), 1)) for k, v in state.partial.items()}
+        epoch_logs["epoch_seconds"] = time.perf_counter() - t0
+        if val_batches is not None:
+            outputs = [module.validation_step(b) for b in val_batches()]
+            epoch_logs.update(module.validation_end(outputs))
+        metric = epoch_logs.get(module.monitor)
+        if metric is not None and not math.isnan(metric):
+            state.ema_metric = metric if state.ema_metric is None else ema * state.ema_metric + (1 - ema) * metric
+            epoch_logs[f"ema_{module.monitor}"] = state.ema_metric
+        for k, v in epoch_logs.items():
+            state.history.setdefault(k, []).append(float(v))
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.partial = {}
+        for cb in callbacks:
+            cb.on_epoch_end(module, state, epoch_logs)

@@ -1,0 +1,176 @@
+"""Loop modules for supervised training: segmentation and classification.
+
+A loop module owns a network, its optimizer and what one training / validation step does.
+Pretext tasks (selfconfig.pretext) are loop modules too, so every kind of training runs
+through the same loop (:func:`selfconfig.training.loop.fit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfconfig.training.loop import LoopState
+
+
+def poly_lr(initial: float, step: int, total: int, exponent: float = 0.9) -> float:
+    """nnU-Net's polynomial decay, per iteration."""
+    return initial * (1 - min(step, max(total - 1, 0)) / max(total, 1)) ** exponent
+
+
+class OptimizationMixin:
+    """Shared by every loop module: device moves, mixed precision, clipping, learning-rate schedule."""
+
+    device: torch.device
+    amp: bool
+
+    def _setup_optimization(self, device: torch.device, amp: bool, grad_clip: float,
+                            lr_fn: Callable[[int, int], float]) -> None:
+        self.device = device
+        self.amp = bool(amp and device.type == "cuda")
+        self.grad_clip = grad_clip
+        self.lr_fn = lr_fn
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True)
+
+    def set_lr(self, optimizer: torch.optim.Optimizer, state: LoopState, scale: float = 1.0) -> float:
+        lr = self.lr_fn(state.global_step, state.total_steps) * scale
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, name: str = "main") -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if self.amp:
+            scaler = self.scalers.setdefault(name, torch.amp.GradScaler(self.device.type))
+            scaler.scale(loss).backward()
+            if self.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            optimizer.step()
+
+    def scaler_state(self) -> dict:
+        return {k: v.state_dict() for k, v in self.scalers.items()}
+
+    def load_scaler_state(self, d: dict) -> None:
+        for k, v in (d or {}).items():
+            self.scalers.setdefault(k, torch.amp.GradScaler(self.device.type)).load_state_dict(v)
+
+
+class SupervisedModule(OptimizationMixin):
+    """Supervised training of the target network (segmentation or classification)."""
+
+    def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, task: str,
+                 num_classes: int, device: torch.device, lr_fn: Callable[[int, int], float],
+                 augmenter=None, amp: bool = False, grad_clip: float = 12.0):
+        self.network = network.to(device)
+        self.optimizer = optimizer
+        self.loss = loss.to(device)
+        self.task = task
+        self.num_classes = num_classes
+        self.augmenter = augmenter
+        self._setup_optimization(device, amp, grad_clip, lr_fn)
+        if task == "segmentation":
+            self.monitor = "val_dice"
+        else:
+            self.monitor = "val_auc" if num_classes == 2 else "val_kappa"
+
+    # ------------------------------------------------------------------ steps
+    def _target(self, batch: dict) -> torch.Tensor:
+        key = "seg" if self.task == "segmentation" else "label"
+        return self.to_device(batch[key])
+
+    def train_step(self, batch: dict, state: LoopState) -> dict[str, float]:
+        self.network.train()
+        lr = self.set_lr(self.optimizer, state)
+        data = self.to_device(batch["data"])
+        target = self._target(batch)
+        if self.augmenter is not None:
+            if self.task == "segmentation":
+                data, target = self.augmenter(data, target)
+            else:
+                data, _ = self.augmenter(data, None)
+        with self.autocast():
+            out = self.network(data)
+            loss = self.loss(out, target)
+        self.optimizer_step(loss, self.optimizer, self.network.parameters())
+        return {"loss": float(loss.detach()), "lr": lr}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, Any]:
+        self.network.eval()
+        data = self.to_device(batch["data"])
+        target = self._target(batch)
+        with self.autocast():
+            out = self.network(data)
+            loss = self.loss(out, target)
+        top = out[0] if isinstance(out, (list, tuple)) else out
+        res: dict[str, Any] = {"loss": float(loss)}
+        if self.task == "segmentation":
+            pred = top.argmax(1)
+            ref = target[:, 0]
+            k = self.num_classes
+            idx = (ref * k + pred).flatten()
+            conf = torch.bincount(idx, minlength=k * k).reshape(k, k).cpu().numpy()
+            res["confusion"] = conf
+        else:
+            res["prob"] = torch.softmax(top.float(), 1).cpu().numpy()
+            res["label"] = target.cpu().numpy()
+        return res
+
+    def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        if not outputs:
+            return {}
+        logs = {"val_loss": float(np.mean([o["loss"] for o in outputs]))}
+        if self.task == "segmentation":
+            conf = sum(o["confusion"] for o in outputs)
+            tp = np.diag(conf)[1:].astype(float)
+            fp = conf[:, 1:].sum(0) - tp
+            fn = conf[1:, :].sum(1) - tp
+            denom = 2 * tp + fp + fn
+            dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
+            logs["val_dice"] = float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan")
+            for i, d in enumerate(dice, start=1):
+                logs[f"val_dice_{i}"] = float(d)
+        else:
+            from selfconfig.evaluation.metrics import accuracy, quadratic_weighted_kappa, roc_auc
+
+            prob = np.concatenate([o["prob"] for o in outputs])
+            y = np.concatenate([o["label"] for o in outputs])
+            pred = prob.argmax(1)
+            logs["val_accuracy"] = float(accuracy(y, pred))
+            logs["val_kappa"] = float(quadratic_weighted_kappa(y, pred, labels=list(range(self.num_classes))))
+            logs["val_auc"] = float(roc_auc(y, prob))
+        return logs
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        d = {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+             "scalers": self.scaler_state()}
+        if self.augmenter is not None and hasattr(self.augmenter, "state_dict"):
+            d["augmenter"] = self.augmenter.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.network.load_state_dict(d["network"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.load_scaler_state(d.get("scalers"))
+        if self.augmenter is not None and "augmenter" in d:
+            self.augmenter.load_state_dict(d["augmenter"])

@@ -1,0 +1,77 @@
+"""Trainer registry: ``-tr NAME`` finds a trainer by name, ``-tr module:Class`` or an entry point in
+the group ``selfconfig.trainers`` finds a user's trainer without editing the installed package."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from selfconfig.errors import TrainerNotFoundError
+
+log = logging.getLogger(__name__)
+
+_TRAINERS: dict[str, type] = {}
+ENTRY_POINT_GROUP = "selfconfig.trainers"
+
+
+def register_trainer(cls: type | None = None, *, name: str | None = None):
+    """Class decorator: make a trainer available as ``-tr NAME`` (default: the class name)."""
+
+    def add(c: type) -> type:
+        key = name or c.__dict__.get("name") or c.__name__
+        if key in _TRAINERS and _TRAINERS[key] is not c:
+            log.warning("trainer %r registered again (%s replaces %s)", key, c, _TRAINERS[key])
+        c.name = key
+        _TRAINERS[key] = c
+        return c
+
+    return add(cls) if cls is not None else add
+
+
+def _load_builtin() -> None:
+    importlib.import_module("trainers")  # registers the shipped strategies
+
+
+def available_trainers() -> list[str]:
+    _load_builtin()
+    names = set(_TRAINERS)
+    try:
+        names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    except Exception:  # broken third-party metadata must not break the listing
+        pass
+    return sorted(names)
+
+
+def get_trainer(name: str) -> type:
+    """Resolve ``name``: registry > ``module:Class`` (module importable or a path to a .py file) > entry point."""
+    _load_builtin()
+    if name in _TRAINERS:
+        return _TRAINERS[name]
+    if ":" in name:
+        module, _, attr = name.rpartition(":")
+        try:
+            if module.endswith(".py") or "/" in module:
+                path = Path(module).resolve()
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = mod
+                spec.loader.exec_module(mod)
+            else:
+                mod = importlib.import_module(module)
+            cls = getattr(mod, attr)
+        except (ImportError, AttributeError, FileNotFoundError, OSError) as e:
+            raise TrainerNotFoundError(f"trainer {name!r} cannot be loaded ({type(e).__name__}: {e}); "
+                                       f"check that the module is importable (PYTHONPATH) and defines {attr}")
+        if not getattr(cls, "name", None) or cls.name != attr:
+            cls.name = getattr(cls, "name", None) if "name" in cls.__dict__ else attr
+        return cls
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            cls = ep.load()
+            cls.name = name
+            return cls
+    raise TrainerNotFoundError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())} "
+                               f"(or module:Class for your own)")

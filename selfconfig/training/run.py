@@ -1,0 +1,194 @@
+"""Drive one supervised run: fold k, fraction f, one trainer. Creates, resumes or extends it."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfconfig.data.loader import batch_stream
+from selfconfig.data.sampler import PatchSampler, iterate_cases
+from selfconfig.errors import CheckpointError, ConfigurationError
+from selfconfig.training.callbacks import CheckpointCallback, EpochLogger, ProgressPlot, restore_rng_state
+from selfconfig.training.checkpoint import load_checkpoint
+from selfconfig.training.config import TrainingConfig
+from selfconfig.training.context import DatasetContext, RunContext
+from selfconfig.training.loop import LoopState, fit
+from selfconfig.training.modules import SupervisedModule
+from selfconfig.training.trainer import Trainer
+from selfconfig.utils import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    trained: bool  # False when the run was already finished
+    history: dict
+    validation: dict | None
+
+
+def run_seed(hp: TrainingConfig, fold: int | str) -> int:
+    return int(hp.seed) * 1000 + (zlib.crc32(str(fold).encode()) % 997)
+
+
+def checkpoint_meta(trainer: Trainer, run: RunContext, hp: TrainingConfig, extra: dict | None = None) -> dict:
+    p = run.data.plans
+    return {
+        "trainer": trainer.name,
+        "trainer_class": f"{type(trainer).__module__}:{type(trainer).__qualname__}",
+        "plans": p.to_dict(),
+        "configuration": run.data.configuration,
+        "dataset": {"name": run.data.dataset, "task": p.task, "labels": p.labels, "channel_names": p.channel_names,
+                    "num_input_channels": p.num_input_channels, "dim": p.dim},
+        "hyperparameters": hp.to_dict(),
+        "fold": str(run.fold),
+        "fraction": run.fraction,
+        **(extra or {}),
+    }
+
+
+def _find_resume_checkpoint(run_dir: Path) -> Path | None:
+    for kind in ("latest", "final"):
+        p = run_dir / f"checkpoint_{kind}.pt"
+        if p.is_file():
+            return p
+    return None
+
+
+def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str = 0, fraction: float = 1.0,
+              overrides: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
+              device: torch.device | None = None, progress: bool = True) -> RunResult:
+    """Train (or resume / extend) one run and score its validation fold.
+
+    ``overrides``: hyperparameters set explicitly (CLI flags), applied over the trainer's
+    defaults. When resuming, the saved hyperparameters are used and only ``epochs`` may change
+    (asking a finished run for more epochs extends it).
+    """
+    from selfconfig.cli.common import add_log_file
+    from selfconfig.training.context import pick_device
+
+    device = device or pick_device()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides)
+    trainer = trainer_cls(hp)
+    trainer.check_compatible(data)
+    run = RunContext.create(data, trainer.name, fold, fraction, device)
+    run_dir = run.run_dir
+    existing = _find_resume_checkpoint(run_dir)
+    if existing is not None and not continue_training and not overwrite:
+        what = "finished" if existing.name.endswith("final.pt") else "interrupted"
+        raise ConfigurationError(
+            f"{run_dir} already holds an {what} run ({existing.name}); use --continue to resume or extend it "
+            f"(e.g. with more --epochs), or --overwrite to start again")
+    if overwrite:
+        for p in run_dir.glob("checkpoint_*.pt"):
+            p.unlink()
+        existing = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = add_log_file(run_dir / "training.log")
+    try:
+        return _train(trainer, run, hp, existing if continue_training else None, progress, overrides)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: Path | None,
+           progress: bool, overrides: dict[str, Any]) -> RunResult:
+    data, device, run_dir = run.data, run.device, run.run_dir
+    ckpt = load_checkpoint(resume_from) if resume_from else None
+    if ckpt is not None:
+        saved_hp = TrainingConfig.from_dict(ckpt["hyperparameters"])
+        ignored = sorted(k for k, v in overrides.items() if k != "epochs" and getattr(saved_hp, k, v) != v)
+        if ignored:
+            log.warning("resuming keeps the run's own %s; start a new run to change them", ", ".join(ignored))
+        hp = replace(saved_hp, epochs=int(overrides.get("epochs", saved_hp.epochs)))
+        trainer.hp = hp
+        if ckpt.get("trainer") != trainer.name:
+            raise CheckpointError(f"{resume_from} was written by trainer {ckpt.get('trainer')}, not {trainer.name}")
+        saved_cases = read_json(run_dir / "cases.json") if (run_dir / "cases.json").is_file() else None
+        if saved_cases and saved_cases["train"] != run.train_ids:
+            raise CheckpointError(f"the training cases of {run_dir} changed since the run started; "
+                                  f"start a new run with --overwrite")
+    cfg = data.config
+    batch_size = hp.batch_size or cfg.batch_size
+    seed = run_seed(hp, run.fold)
+    torch.manual_seed(seed)
+    network = trainer.build_network(data)
+    init_record: dict[str, Any] = {}
+    if ckpt is None:
+        init_record = trainer.initialize_weights(network, run) or {}
+        write_json(run_dir / "cases.json", {"fold": str(run.fold), "fraction": run.fraction,
+                                            "train": run.train_ids, "val": run.val_ids})
+        write_json(run_dir / "hyperparameters.json", hp.to_dict())
+        write_json(run_dir / "initialization.json", init_record)
+        data.plans.save(run_dir / "plans.json")
+    else:
+        init_record = read_json(run_dir / "initialization.json") if (run_dir / "initialization.json").is_file() else {}
+    network = network.to(device)
+    if hasattr(network, "deep_supervision"):
+        network.deep_supervision = bool(hp.deep_supervision)
+    optimizer = trainer.build_optimizer(network, hp)
+    train_refs = data.case_refs("train", run.train_ids)
+    val_refs = data.case_refs("train", run.val_ids) if run.val_ids else []
+    train_labels = [r.label for r in train_refs] if data.task == "classification" else None
+    loss = trainer.build_loss(run, train_labels)
+    augmenter = trainer.build_augmenter(data, seed + 1)
+    amp = hp.amp if hp.amp is not None else device.type == "cuda"
+    module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
+                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, amp, hp.grad_clip)
+    state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
+    if ckpt is not None:
+        module.load_state_dict(ckpt["module"])
+        state = LoopState.from_dict(ckpt["loop"])
+        if hp.epochs != state.epochs:
+            log.info("extending the run from %d to %d epochs", state.epochs, hp.epochs)
+            state.epochs = hp.epochs
+            state.finished = False
+        restore_rng_state(ckpt.get("rng", {}))
+        log.info("resuming %s at epoch %d, step %d", resume_from.name, state.epoch + 1, state.step_in_epoch)
+
+    sampler = PatchSampler(train_refs, cfg.patch_size, batch_size, data.task, oversample=cfg.foreground_oversampling,
+                           seed=seed)
+
+    def train_batches(start: int):
+        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda")
+
+    val_batches = None
+    if val_refs:
+        if data.task == "segmentation":
+            val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task,
+                                       oversample=cfg.foreground_oversampling, seed=seed + 7)
+
+            def val_batches():
+                for i in range(hp.val_iters):
+                    yield {k: torch.from_numpy(v) for k, v in val_sampler.sample(i).items()}
+        else:
+            def val_batches():
+                for b in iterate_cases(val_refs, cfg.patch_size, batch_size, data.task):
+                    yield {"data": torch.from_numpy(b["data"]), "label": torch.from_numpy(b["label"])}
+
+    meta = lambda: checkpoint_meta(trainer, run, hp, {"initialization": init_record})  # noqa: E731
+    callbacks = [EpochLogger(trainer.name), CheckpointCallback(run_dir, meta, hp.checkpoint_every),
+                 ProgressPlot(run_dir / "progress.png", f"{data.dataset} {trainer.name} {data.configuration} "
+                                                        f"frac {run.fraction:g} fold {run.fold}"),
+                 *trainer.extra_callbacks(run)]
+    trained = not (ckpt is not None and state.epoch >= state.epochs and state.finished)
+    log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s",
+             trainer.name, data.dataset, data.configuration, len(train_refs), cfg.patch_size, batch_size,
+             state.epochs, state.iters_per_epoch, device)
+    if trained:
+        fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=hp.ema_best,
+            desc=trainer.name)
+    validation = None
+    if hp.final_validation and run.val_ids:
+        from selfconfig.inference.validation import validate_run
+
+        validation = validate_run(run_dir, data, run.val_ids, device=device, tta=hp.tta, progress=progress)
+    return RunResult(run_dir, trained, state.history, validation)

@@ -1,0 +1,12 @@
+"""The shipped trainers, one module per initialisation strategy.
+
+``-tr NAME`` looks names up in :mod:`selfconfig.training.registry`; importing this package
+registers every strategy below. Users add their own with ``-tr my_module:MyTrainer`` or an
+entry point in the group ``selfconfig.trainers`` (see documentation/extending.md).
+"""
+
+from __future__ import annotations
+
+from trainers.scratch import Scratch
+
+__all__ = ["Scratch"]

@@ -1,0 +1,11 @@
+"""Scratch: Xavier (Glorot) initialisation, then supervised training (the paper's baseline)."""
+
+from __future__ import annotations
+
+from selfconfig.training.registry import register_trainer
+from selfconfig.training.trainer import Trainer
+
+
+@register_trainer
+class Scratch(Trainer):
+    description = "Xavier (Glorot) initialisation, no pre-training"
