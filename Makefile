@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/selfconfig_demo
+	$(BIN)/selfconfig_make_example LUNG_LOBES --exist-ok
+	$(BIN)/selfconfig_plan_and_preprocess -d LUNG_LOBES -c 3d --no-progress
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

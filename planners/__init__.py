@@ -7,7 +7,28 @@ import importlib
 
 from planners.default import DefaultPlanner
 
-PLANNERS: dict[str, type] = {"DefaultPlanner": DefaultPlanner}
+
+
+class ResNet18Planner(DefaultPlanner):
+    """Like DefaultPlanner, with ResNet-18 as the ImageNet-compatible encoder (bring torchvision
+    weights with ``--pretrained-weights``)."""
+
+    plans_name = "selfconfigPlans_resnet18"
+    imagenet_encoder = "resnet18"
+
+
+class ResNet34Planner(ResNet18Planner):
+    plans_name = "selfconfigPlans_resnet34"
+    imagenet_encoder = "resnet34"
+
+
+class ResNet50Planner(ResNet18Planner):
+    plans_name = "selfconfigPlans_resnet50"
+    imagenet_encoder = "resnet50"
+
+
+PLANNERS: dict[str, type] = {c.__name__: c for c in (DefaultPlanner, ResNet18Planner, ResNet34Planner,
+                                                    ResNet50Planner)}
 
 
 def register_planner(cls: type) -> type:

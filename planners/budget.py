@@ -34,7 +34,7 @@ def _reference_plan(dim: int, base: int = 16, n_stages: int = 4, max_features: i
                        decoder=DecoderPlan(n_conv_per_stage=[2] * (n_stages - 1)))
 
 
-def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2) -> float:
+def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precision: str = "fp32") -> float:
     """Time forward+backward+step of a small reference U-Net; return train GFLOP/s (3x forward).
 
     The fastest of ``repeats`` timed steps after ``warmup`` untimed ones: other processes on a
@@ -42,6 +42,7 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2) -> flo
     import torch
 
     from selfconfig.networks import build_segmentation_network, estimate_conv_flops
+    from selfconfig.precision import autocast
 
     plan = _reference_plan(dim)
     patch = [32, 48, 48] if dim == 3 else [128, 128]
@@ -53,9 +54,10 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2) -> flo
     times = []
     for i in range(repeats + warmup):
         t0 = time.perf_counter()
-        out = net(x)
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        loss = out.float().mean()
+        with autocast(precision, "cpu"):
+            out = net(x)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            loss = out.float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -66,7 +68,11 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2) -> flo
 
 
 class CpuBudgetModel:
-    def __init__(self, target_seconds: float = 1.0, gflops: float | None = None, measure: bool = True):
+    def __init__(self, target_seconds: float = 1.0, gflops: float | None = None, measure: bool = True,
+                 precision: str = "auto"):
+        from selfconfig.precision import resolve_precision
+
+        self.precision = resolve_precision(precision, "cpu")
         self.limit = float(target_seconds)
         self._given = gflops
         self._measure = measure
@@ -77,8 +83,9 @@ class CpuBudgetModel:
             return float(self._given)
         if dim not in self._gflops:
             if self._measure:
-                self._gflops[dim] = measure_effective_gflops(dim)
-                log.info("measured effective CPU training throughput (%dD): %.1f GFLOP/s", dim, self._gflops[dim])
+                self._gflops[dim] = measure_effective_gflops(dim, precision=self.precision)
+                log.info("measured effective CPU training throughput (%dD, %s): %.1f GFLOP/s", dim,
+                         self.precision, self._gflops[dim])
             else:
                 self._gflops[dim] = 20.0  # a conservative 2-core figure when measuring is off
         return self._gflops[dim]
@@ -96,7 +103,7 @@ class CpuBudgetModel:
 
         measured = self._given or (max(self._gflops.values()) if self._gflops else None)
         return Budget(device="cpu", target_iteration_seconds=self.limit, cpu_threads=torch.get_num_threads(),
-                      cpu_gflops=round(measured, 2) if measured else None)
+                      cpu_gflops=round(measured, 2) if measured else None, precision=self.precision)
 
 
 class GpuBudgetModel:
@@ -124,4 +131,4 @@ class GpuBudgetModel:
         cfg.estimated_gpu_memory_gb = round(cfg.batch_size * per + _GPU_OVERHEAD_GB, 2)
 
     def describe(self) -> Budget:
-        return Budget(device="cuda", gpu_memory_gb=self.gpu_memory_gb)
+        return Budget(device="cuda", gpu_memory_gb=self.gpu_memory_gb, precision="fp16")

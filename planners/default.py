@@ -38,6 +38,8 @@ class DefaultPlanner:
     min_batch_size = 2
     max_batch_fraction_of_dataset = 0.05  # a batch covers at most 5 % of the dataset's voxels (as nnU-Net)
     initial_patch_volume = {3: 256 ** 3, 2: 2048 ** 2}
+    #: encoder of the ImageNet-compatible configurations ("" to plan none)
+    imagenet_encoder = "efficientnet_lite0"
 
     def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
                  cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
@@ -113,7 +115,45 @@ class DefaultPlanner:
         return plans
 
     def add_configurations(self, configurations: dict[str, ConfigurationPlan]) -> None:
-        """Hook for subclasses that add configurations (e.g. an ImageNet-compatible 2D one)."""
+        """Add ``<config>_imagenet`` for every configuration: the same data (spacing, patch
+        budget) with an ImageNet-compatible encoder (:attr:`imagenet_encoder`), so that Scratch,
+        the surrogates and ImageNet can be compared on one architecture. Subclasses may add more."""
+        if not self.imagenet_encoder:
+            return
+        for base_name in list(configurations):
+            name = f"{base_name}_imagenet"
+            configurations[name] = self.plan_imagenet_configuration(name, configurations[base_name])
+
+    def plan_imagenet_configuration(self, name: str, base: ConfigurationPlan) -> ConfigurationPlan:
+        from selfconfig.networks import decoder_stage_count, imagenet_encoder_layout
+
+        dim = base.dim
+        enc = imagenet_encoder_layout(self.imagenet_encoder, dim)
+        net = NetworkPlan(dim=dim, in_channels=self.info.num_input_channels, num_classes=self.info.num_classes,
+                          encoder=enc, decoder=DecoderPlan([self.n_conv_per_stage_decoder] * decoder_stage_count(enc)),
+                          head=HeadPlan())
+        div = enc.total_stride()
+        median = list(base.median_shape)
+        patch = [max(d, int(math.ceil(m / d) * d)) if self.info.task == "classification" else
+                 max(d, int(math.ceil(p / d) * d)) for p, m, d in zip(base.patch_size, median, div)]
+        cost = self.budget_model.cost_per_sample(net, patch, self.info.task)
+        while cost * self.min_batch_size > self.budget_model.limit:
+            order = np.argsort([p / m for p, m in zip(patch, median)])[::-1]
+            axis = next((int(a) for a in order if patch[a] - div[a] >= div[a]), None)
+            if axis is None:
+                log.warning("configuration %s: the smallest patch exceeds the budget", name)
+                break
+            patch[axis] -= div[axis]
+            cost = self.budget_model.cost_per_sample(net, patch, self.info.task)
+        batch = max(self.min_batch_size, int(self.budget_model.limit // max(cost, 1e-12)))
+        batch = int(min(batch, max(base.batch_size, self.min_batch_size) * 8, 256))
+        cfg = ConfigurationPlan(
+            name=name, dim=dim, spacing=list(base.spacing), median_shape=median, patch_size=patch, batch_size=batch,
+            normalization=list(base.normalization), network=net,
+            separate_z_resampling=base.separate_z_resampling, anisotropy_threshold=base.anisotropy_threshold,
+            foreground_oversampling=base.foreground_oversampling, data_identifier=base.data_name)
+        self.budget_model.annotate(cfg, self.info.task)
+        return cfg
 
     def feature_sizes(self, n_stages: int, dim: int, base: int | None = None) -> list[int]:
         b, mx = self.features[(self.device, dim)]

@@ -119,9 +119,10 @@ def results_dataset_dir(name: str, roots: Roots) -> Path:
     return roots.results / name
 
 
-def run_folder_name(trainer: str, plans: str, configuration: str) -> str:
-    """``<Trainer>__<plans>__<config>``, the nnU-Net naming users already know."""
-    return f"{trainer}__{plans}__{configuration}"
+def run_folder_name(trainer: str, plans: str, configuration: str, tag: str = "") -> str:
+    """``<Trainer>__<plans>__<config>``, the nnU-Net naming users already know; a run tag (e.g. the
+    experiment's ``quick`` budget) is appended as ``__<tag>`` so runs with other settings stay apart."""
+    return f"{trainer}__{plans}__{configuration}" + (f"__{tag}" if tag else "")
 
 
 def fraction_tag(fraction: float) -> str:
@@ -130,14 +131,14 @@ def fraction_tag(fraction: float) -> str:
 
 
 def run_dir(roots: Roots, dataset: str, trainer: str, plans: str, configuration: str,
-            fraction: float, fold: int | str) -> Path:
-    return (results_dataset_dir(dataset, roots) / run_folder_name(trainer, plans, configuration)
+            fraction: float, fold: int | str, tag: str = "") -> Path:
+    return (results_dataset_dir(dataset, roots) / run_folder_name(trainer, plans, configuration, tag)
             / fraction_tag(fraction) / f"fold_{fold}")
 
 
-def pretrain_dir(roots: Roots, dataset: str, strategy: str, plans: str, configuration: str) -> Path:
+def pretrain_dir(roots: Roots, dataset: str, strategy: str, plans: str, configuration: str, tag: str = "") -> Path:
     return (results_dataset_dir(dataset, roots) / "pretrain"
-            / run_folder_name(strategy, plans, configuration))
+            / run_folder_name(strategy, plans, configuration, tag))
 
 
 def is_nnunet_dataset_name(name: str) -> bool:

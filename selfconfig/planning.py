@@ -24,9 +24,10 @@ def plans_file(preprocessed_dir: Path, plans_name: str = DEFAULT_PLANS_NAME) -> 
     return Path(preprocessed_dir) / ("plans.json" if plans_name == DEFAULT_PLANS_NAME else f"{plans_name}.json")
 
 
-def config_data_dir(preprocessed_dir: Path, plans_name: str, configuration: str) -> Path:
-    """``<config>/`` for the default plans, ``<plans_name>_<config>/`` for others."""
-    name = configuration if plans_name == DEFAULT_PLANS_NAME else f"{plans_name}_{configuration}"
+def config_data_dir(preprocessed_dir: Path, plans_name: str, data_name: str) -> Path:
+    """``<data>/`` for the default plans, ``<plans_name>_<data>/`` for others, where ``data`` is the
+    configuration's data identifier (configurations with the same preprocessing share it)."""
+    name = data_name if plans_name == DEFAULT_PLANS_NAME else f"{plans_name}_{data_name}"
     return Path(preprocessed_dir) / name
 
 
@@ -96,7 +97,11 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
     from selfconfig.preprocessing.runner import preprocess_dataset
 
     result.plans, result.plans_path = plans, path
-    dirs = {c: config_data_dir(pre_dir, plans.plans_name, c) for c in configs}
+    dirs: dict[str, Path] = {}
+    for c in configs:  # one preprocessing per data identifier
+        data_name = plans.configuration(c).data_name
+        if data_name not in {plans.configuration(k).data_name for k in dirs}:
+            dirs[c] = config_data_dir(pre_dir, plans.plans_name, data_name)
     result.preprocessed = preprocess_dataset(dirs, plans, cases, pool=pool, progress=progress)
     result.seconds = time.perf_counter() - t0
     return result
@@ -109,7 +114,7 @@ def format_plans_summary(plans: Plans) -> str:
     b = plans.budget
     if b.device == "cpu":
         lines.append(f"  budget: CPU, ~{b.target_iteration_seconds:g} s per training iteration "
-                     f"({b.cpu_threads} threads, {b.cpu_gflops} effective GFLOP/s)")
+                     f"({b.cpu_threads} threads, {b.precision}, {b.cpu_gflops} effective GFLOP/s)")
     else:
         lines.append(f"  budget: GPU with {b.gpu_memory_gb:g} GB")
     lines.append(f"  median spacing {fmt(plans.original_median_spacing)}, median shape {fmt(plans.original_median_shape)}")
@@ -120,6 +125,8 @@ def format_plans_summary(plans: Plans) -> str:
         lines.append(f"    spacing {fmt(c.spacing)}  median shape {fmt(c.median_shape)}  patch {fmt(c.patch_size)}  batch {c.batch_size}")
         lines.append(f"    normalisation {', '.join(c.normalization)}")
         lines.append(f"    encoder {e.kind}: {e.n_stages} stages, features {e.features_per_stage}")
+        if c.data_identifier and c.data_identifier != name:
+            lines.append(f"    shares the preprocessed data of {c.data_identifier}")
         if e.kind == "plain":
             lines.append(f"      strides {[fmt(s) for s in e.strides]}")
             lines.append(f"      kernels {[fmt(k) for k in e.kernel_sizes]}")

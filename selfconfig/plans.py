@@ -93,6 +93,12 @@ class ConfigurationPlan:
     foreground_oversampling: float = 0.33
     estimated_iteration_seconds: float | None = None
     estimated_gpu_memory_gb: float | None = None
+    # configurations with identical preprocessing share one folder of preprocessed data
+    data_identifier: str = ""
+
+    @property
+    def data_name(self) -> str:
+        return self.data_identifier or self.name
 
 
 @dataclass
@@ -102,6 +108,7 @@ class Budget:
     cpu_threads: int | None = None
     cpu_gflops: float | None = None  # measured (or given) sustained convolution throughput
     gpu_memory_gb: float | None = None  # GPU plans
+    precision: str | None = None  # the training precision the budget was measured with
 
 
 @dataclass

@@ -7,6 +7,9 @@ entry point in the group ``selfconfig.trainers`` (see documentation/extending.md
 
 from __future__ import annotations
 
+from trainers.imagenet import ImageNet
 from trainers.scratch import Scratch
+from trainers.surrogate_flip import SurrogateFlip
+from trainers.surrogate_rotation import SurrogateRotation
 
-__all__ = ["Scratch"]
+__all__ = ["ImageNet", "Scratch", "SurrogateFlip", "SurrogateRotation"]

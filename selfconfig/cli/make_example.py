@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "test and unlabeled splits scale with it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    p.add_argument("--exist-ok", action="store_true", help="keep an existing dataset of that name and succeed")
     add_root_args(p)
     add_common_args(p)
     return p
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     from selfconfig.examples import make_example
 
     roots = roots_from(args)
+    from selfconfig.examples import get_example
+
+    existing = roots.raw / get_example(args.name).name
+    if args.exist_ok and not args.overwrite and (existing / "dataset.json").is_file():
+        print(f"{existing} exists: kept (use --overwrite to write it again)")
+        return 0
     out = make_example(args.name, roots.raw, seed=args.seed, overwrite=args.overwrite, **sizes_for(args.name, args.cases))
     print(f"wrote {out} (SYNTHETIC data; see its dataset.json)")
     return 0

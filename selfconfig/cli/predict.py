@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.npz")
     p.add_argument("--step-size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: fp16 on CUDA, bf16 on CPUs with fast bfloat16, else fp32")
+    p.add_argument("--tag", default="", help="run tag: the runs named <Trainer>__<plans>__<config>__<tag> "
+                                             "(e.g. 'quick' for the experiment's quick budget)")
     add_root_args(p)
     add_common_args(p)
     return p
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                   configuration=args.configuration, fraction=args.fraction, folds=args.folds,
                   plans_name=args.plans, checkpoint=args.checkpoint, tta=not args.no_tta,
                   save_probabilities=args.save_probabilities, step_size=args.step_size, device=args.device,
-                  roots=roots_from(args), progress=not args.no_progress)
+                  roots=roots_from(args), progress=not args.no_progress, tag=args.tag, precision=args.precision)
     print(f"predicted {len(res.cases)} case(s) with {len(res.checkpoints)} model(s) into {res.output}")
     return 0
 

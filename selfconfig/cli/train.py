@@ -20,12 +20,22 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, help="epochs between checkpoint_latest writes")
     g.add_argument("--class-weights", choices=["balanced"], help="classification: weight classes by inverse frequency")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="switch augmentation off")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: fp16 on CUDA, bf16 on CPUs with fast bfloat16, else fp32")
+    g.add_argument("--pretrain-epochs", type=int, help="surrogate strategies: pre-training epochs (if it must run)")
+    g.add_argument("--pretrain-iters-per-epoch", type=int)
+    g.add_argument("--pretrain-lr", type=float)
+    g.add_argument("--pretrained-weights", help="ImageNet: a torchvision-format ResNet state dict (or another "
+                                                "EfficientNet-Lite0 file)")
+    g.add_argument("--inflate-3d", action="store_const", const=True,
+                   help="ImageNet on 3D data: inflate the 2D kernels along depth instead of refusing")
     g.add_argument("--no-final-validation", dest="final_validation", action="store_const", const=False,
                    help="skip predicting the validation cases at the end")
 
 
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "batch_size", "seed", "num_workers", "checkpoint_every",
-           "class_weights", "augment", "final_validation")
+           "class_weights", "augment", "final_validation", "precision", "pretrain_epochs", "pretrain_iters_per_epoch",
+           "pretrain_lr", "pretrained_weights", "inflate_3d")
 
 
 def overrides_from(args: argparse.Namespace, keys=HP_KEYS) -> dict:
@@ -50,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
     add_hyperparameter_args(p)
+    p.add_argument("--tag", default="", help="run tag: the runs named <Trainer>__<plans>__<config>__<tag> "
+                                             "(e.g. 'quick' for the experiment's quick budget)")
     add_root_args(p)
     add_common_args(p)
     return p
@@ -69,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
                 fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
                 continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
-                roots=roots_from(args), progress=not args.no_progress)
+                roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     print(f"run folder: {res.run_dir}")
     if res.validation:
         from selfconfig.inference.validation import headline

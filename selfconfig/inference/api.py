@@ -32,10 +32,11 @@ class PredictionResult:
 
 
 def find_checkpoints(roots: Roots, dataset: str, trainer: str, plans_name: str, configuration: str,
-                     fraction: float | None, folds: list[str] | None, checkpoint: str = "final") -> list[Path]:
+                     fraction: float | None, folds: list[str] | None, checkpoint: str = "final",
+                     tag: str = "") -> list[Path]:
     """Checkpoints of the chosen folds. ``fraction=None``: the only trained fraction; ``folds=None``:
     every fold with a finished run."""
-    base = results_dataset_dir(dataset, roots) / run_folder_name(trainer, plans_name, configuration)
+    base = results_dataset_dir(dataset, roots) / run_folder_name(trainer, plans_name, configuration, tag)
     if not base.is_dir():
         raise CheckpointError(f"no runs at {base}; train first: selfconfig_train -d {dataset} -c {configuration} -tr {trainer}")
     if fraction is None:
@@ -90,7 +91,8 @@ def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None
             configuration: str | None = None, fraction: float | None = None, folds: list[str] | None = None,
             plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final", tta: bool = True,
             save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
-            roots: Roots | None = None, progress: bool = True) -> PredictionResult:
+            roots: Roots | None = None, progress: bool = True, tag: str = "",
+            precision: str = "auto") -> PredictionResult:
     from selfconfig.training.context import pick_device
 
     roots = roots or Roots.resolve()
@@ -98,9 +100,9 @@ def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None
     plans = load_plans(roots.preprocessed / name, plans_name)
     configuration = configuration or plans.recommended_configuration
     plans.configuration(configuration)
-    paths = find_checkpoints(roots, name, trainer, plans_name, configuration, fraction, folds, checkpoint)
+    paths = find_checkpoints(roots, name, trainer, plans_name, configuration, fraction, folds, checkpoint, tag)
     dev = pick_device(device)
-    predictor = Predictor.from_checkpoints(paths, dev, tta=tta, step_size=step_size)
+    predictor = Predictor.from_checkpoints(paths, dev, tta=tta, step_size=step_size, precision=precision)
     n_file_channels = len(predictor.plans.channel_names)
     cases = discover_inputs(Path(input_path), n_file_channels)
     log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s", len(cases), len(paths),

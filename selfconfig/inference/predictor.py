@@ -21,6 +21,7 @@ from torch import nn
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError
 from selfconfig.plans import Plans
+from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
 from selfconfig.training.checkpoint import load_checkpoint
 
@@ -68,7 +69,7 @@ class Predictor:
     """Ensemble of the models of one run configuration (e.g. its folds)."""
 
     def __init__(self, models: list[LoadedModel], device: torch.device, tta: bool = True, step_size: float = 0.5,
-                 sw_batch_size: int = 2):
+                 sw_batch_size: int = 4, precision: str = "auto"):
         if not models:
             raise CheckpointError("no model to predict with")
         first = models[0]
@@ -86,6 +87,7 @@ class Predictor:
         self.tta = tta
         self.step_size = step_size
         self.sw_batch_size = sw_batch_size
+        self.precision = resolve_precision(precision, device)
 
     @classmethod
     def from_checkpoints(cls, paths: list[Path], device: torch.device | None = None, **kw) -> "Predictor":
@@ -118,22 +120,23 @@ class Predictor:
         n_sp = x.ndim - 2
         total = None
         count = 0
-        for model in self.models:
-            for axes in mirror_combinations(n_sp, self.tta):
-                dims = [a + 2 for a in axes]
-                xi = torch.flip(x, dims) if dims else x
-                if self.task == "segmentation":
-                    logits = sliding_window_inference(
-                        xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model.network,
-                        overlap=1.0 - self.step_size, mode="gaussian", sigma_scale=0.125, padding_mode="constant",
-                        cval=0.0)
-                    probs = torch.softmax(logits.float(), 1)
-                    if dims:
-                        probs = torch.flip(probs, dims)
-                else:
-                    probs = torch.softmax(model.network(xi).float(), 1)
-                total = probs if total is None else total + probs
-                count += 1
+        with autocast(self.precision, self.device):
+            for model in self.models:
+                for axes in mirror_combinations(n_sp, self.tta):
+                    dims = [a + 2 for a in axes]
+                    xi = torch.flip(x, dims) if dims else x
+                    if self.task == "segmentation":
+                        logits = sliding_window_inference(
+                            xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model.network,
+                            overlap=1.0 - self.step_size, mode="gaussian", sigma_scale=0.125,
+                            padding_mode="constant", cval=0.0)
+                        probs = torch.softmax(logits.float(), 1)
+                        if dims:
+                            probs = torch.flip(probs, dims)
+                    else:
+                        probs = torch.softmax(model.network(xi).float(), 1)
+                    total = probs if total is None else total + probs
+                    count += 1
         return total / count
 
     def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -179,9 +180,12 @@ def _plan_key(plan: NetworkPlan) -> str:
 
 
 def _meta(plan: NetworkPlan, patch_size: Sequence[int], task: str) -> ForwardCost:
-    """Measured cost of the network on the meta device, cached per (plan, patch, task)."""
+    """Cost of the network, measured once per (plan, task) on the meta device at the first patch
+    asked for and scaled by the number of voxels for other patches: the networks are fully
+    convolutional, so their cost grows linearly with the voxels (a planner asks for many patches,
+    and building a network costs a fraction of a second)."""
     patch = tuple(as_tuple(patch_size, plan.dim))
-    key = (_plan_key(plan), patch, task)
+    key = (_plan_key(plan), task)
     if key not in _CACHE:
         if len(_CACHE) > 512:
             _CACHE.clear()
@@ -189,8 +193,10 @@ def _meta(plan: NetworkPlan, patch_size: Sequence[int], task: str) -> ForwardCos
             model = _build(plan, task)
         # batch 2: batch norm refuses one value per channel in training mode (1x1 bottlenecks)
         cost = measure_forward_cost(model, (2, plan.in_channels, *patch))
-        _CACHE[key] = ForwardCost(cost.flops / 2, cost.saved_bytes / 2)
-    return _CACHE[key]
+        _CACHE[key] = (patch, ForwardCost(cost.flops / 2, cost.saved_bytes / 2))
+    ref_patch, ref = _CACHE[key]
+    scale = float(np.prod(patch)) / float(np.prod(ref_patch))
+    return ForwardCost(ref.flops * scale, ref.saved_bytes * scale)
 
 
 # --------------------------------------------------------------------------- public estimates

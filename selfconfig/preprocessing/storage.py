@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfconfig.utils import read_json, write_json
+from selfconfig.utils import current_umask, read_json, write_json
 
 SPLIT_DIRS = {"train": "train", "test": "test", "unlabeled": "unlabeled"}
 
@@ -35,6 +35,7 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.ascontiguousarray(arr))
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -14,9 +14,9 @@ from selfconfig.training.run import RunResult, train_run
 def train(trainer: str, dataset: str | int | None = None, *, configuration: str | None = None,
           fold: int | str = 0, fraction: float = 1.0, plans_name: str = DEFAULT_PLANS_NAME,
           hyperparameters: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
-          device: str | None = None, roots: Roots | None = None, progress: bool = True) -> RunResult:
+          device: str | None = None, roots: Roots | None = None, progress: bool = True, tag: str = "") -> RunResult:
     """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...)."""
     cls = get_trainer(trainer)
-    data = open_dataset(dataset, configuration, plans_name, roots)
+    data = open_dataset(dataset, configuration, plans_name, roots, tag)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
                      pick_device(device), progress)

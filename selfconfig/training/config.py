@@ -21,7 +21,7 @@ class TrainingConfig:
     deep_supervision: bool = True
     class_weights: str | None = None  # None | "balanced" (inverse class frequency of the training subset)
     augment: bool = True
-    amp: bool | None = None  # None: on for CUDA
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see selfconfig.precision)
     seed: int = 0
     num_workers: int | None = None  # None: chosen for the machine
     checkpoint_every: int = 5  # epochs between checkpoint_latest writes (also written on interrupt)
@@ -32,6 +32,9 @@ class TrainingConfig:
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50
     pretrain_lr: float | None = None  # None: the strategy's default
+    # ImageNet initialisation
+    pretrained_weights: str | None = None  # a weights file; None: the packaged EfficientNet-Lite0
+    inflate_3d: bool = False  # allow 2D -> 3D kernel inflation
 
     @classmethod
     def for_device(cls, device: str, **overrides) -> "TrainingConfig":

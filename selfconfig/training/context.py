@@ -12,7 +12,7 @@ import torch
 from selfconfig.data.sampler import CaseRef
 from selfconfig.data.splits import fold_cases, fraction_subset, load_or_create_splits
 from selfconfig.errors import ConfigurationError, DatasetNotFoundError
-from selfconfig.paths import Roots, fraction_tag, pretrain_dir, resolve_dataset_name, run_dir, run_folder_name
+from selfconfig.paths import Roots, pretrain_dir, resolve_dataset_name, run_dir
 from selfconfig.planning import DEFAULT_PLANS_NAME, config_data_dir, load_plans
 from selfconfig.plans import ConfigurationPlan, Plans
 from selfconfig.preprocessing import storage
@@ -36,6 +36,7 @@ class DatasetContext:
     dataset: str
     plans: Plans
     configuration: str
+    tag: str = ""  # run tag: keeps runs with other settings (e.g. an experiment budget) apart
 
     @property
     def config(self) -> ConfigurationPlan:
@@ -47,7 +48,7 @@ class DatasetContext:
 
     @property
     def data_dir(self) -> Path:
-        return config_data_dir(self.preprocessed_dir, self.plans.plans_name, self.configuration)
+        return config_data_dir(self.preprocessed_dir, self.plans.plans_name, self.config.data_name)
 
     @property
     def task(self) -> str:
@@ -79,26 +80,48 @@ class DatasetContext:
             return None
         return {r.case_id: int(r.label) for r in self.case_refs("train")}
 
+    def training_groups(self) -> dict[str, str] | None:
+        """Cases that must share a fold: the labels table's ``group_column`` (dataset.json), else
+        its ``scan_id`` column when there is one."""
+        if self.task != "classification":
+            return None
+        folder = self.split_folder("train")
+        metas = {cid: storage.load_properties(folder, cid).get("meta") or {} for cid in storage.list_cases(folder)}
+        column = self.dataset_json().get("group_column", "scan_id")
+        if not metas or not all(column in m and m[column] is not None for m in metas.values()):
+            return None
+        return {cid: str(m[column]) for cid, m in metas.items()}
+
+    def dataset_json(self) -> dict:
+        import json
+
+        path = self.preprocessed_dir / "dataset.json"
+        if not path.is_file():
+            return {}
+        return json.loads(path.read_text())
+
     def splits(self) -> list[dict]:
         train_ids = storage.list_cases(self.split_folder("train"))
         if not train_ids:
             raise DatasetNotFoundError(
                 f"no preprocessed training cases in {self.split_folder('train')}; run "
                 f"selfconfig_plan_and_preprocess -d {self.dataset} -c {self.configuration}")
-        return load_or_create_splits(self.preprocessed_dir, train_ids, self.training_labels())
+        if (self.preprocessed_dir / "splits.json").is_file():
+            return load_or_create_splits(self.preprocessed_dir, train_ids)
+        return load_or_create_splits(self.preprocessed_dir, train_ids, self.training_labels(), self.training_groups())
 
     def pretrain_dir(self, strategy: str) -> Path:
-        return pretrain_dir(self.roots, self.dataset, strategy, self.plans.plans_name, self.configuration)
+        return pretrain_dir(self.roots, self.dataset, strategy, self.plans.plans_name, self.configuration, self.tag)
 
 
 def open_dataset(dataset: str | int | None, configuration: str | None = None, plans_name: str = DEFAULT_PLANS_NAME,
-                 roots: Roots | None = None) -> DatasetContext:
+                 roots: Roots | None = None, tag: str = "") -> DatasetContext:
     roots = roots or Roots.resolve()
     name = resolve_dataset_name(dataset, roots, need="preprocessed")
     plans = load_plans(roots.preprocessed / name, plans_name)
     configuration = configuration or plans.recommended_configuration
     plans.configuration(configuration)  # raises a clear error when unknown
-    return DatasetContext(roots, name, plans, configuration)
+    return DatasetContext(roots, name, plans, configuration, tag)
 
 
 @dataclass
@@ -116,7 +139,8 @@ class RunContext:
     @property
     def run_dir(self) -> Path:
         d = self.data
-        return run_dir(d.roots, d.dataset, self.trainer_name, d.plans.plans_name, d.configuration, self.fraction, self.fold)
+        return run_dir(d.roots, d.dataset, self.trainer_name, d.plans.plans_name, d.configuration, self.fraction,
+                       self.fold, d.tag)
 
     @classmethod
     def create(cls, data: DatasetContext, trainer_name: str, fold: int | str, fraction: float,

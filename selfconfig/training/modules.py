@@ -7,13 +7,13 @@ through the same loop (:func:`selfconfig.training.loop.fit`).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from selfconfig.precision import autocast, resolve_precision
 from selfconfig.training.loop import LoopState
 
 
@@ -26,20 +26,22 @@ class OptimizationMixin:
     """Shared by every loop module: device moves, mixed precision, clipping, learning-rate schedule."""
 
     device: torch.device
-    amp: bool
+    precision: str
 
-    def _setup_optimization(self, device: torch.device, amp: bool, grad_clip: float,
+    def _setup_optimization(self, device: torch.device, precision: str, grad_clip: float,
                             lr_fn: Callable[[int, int], float]) -> None:
         self.device = device
-        self.amp = bool(amp and device.type == "cuda")
+        self.precision = resolve_precision(precision, device)
         self.grad_clip = grad_clip
         self.lr_fn = lr_fn
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 
+    @property
+    def uses_scaler(self) -> bool:
+        return self.precision == "fp16"
+
     def autocast(self):
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
 
     def to_device(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.device, non_blocking=True)
@@ -52,7 +54,7 @@ class OptimizationMixin:
 
     def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, name: str = "main") -> None:
         optimizer.zero_grad(set_to_none=True)
-        if self.amp:
+        if self.uses_scaler:
             scaler = self.scalers.setdefault(name, torch.amp.GradScaler(self.device.type))
             scaler.scale(loss).backward()
             if self.grad_clip:
@@ -79,14 +81,14 @@ class SupervisedModule(OptimizationMixin):
 
     def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, task: str,
                  num_classes: int, device: torch.device, lr_fn: Callable[[int, int], float],
-                 augmenter=None, amp: bool = False, grad_clip: float = 12.0):
+                 augmenter=None, precision: str = "fp32", grad_clip: float = 12.0):
         self.network = network.to(device)
         self.optimizer = optimizer
         self.loss = loss.to(device)
         self.task = task
         self.num_classes = num_classes
         self.augmenter = augmenter
-        self._setup_optimization(device, amp, grad_clip, lr_fn)
+        self._setup_optimization(device, precision, grad_clip, lr_fn)
         if task == "segmentation":
             self.monitor = "val_dice"
         else:

@@ -140,9 +140,8 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     train_labels = [r.label for r in train_refs] if data.task == "classification" else None
     loss = trainer.build_loss(run, train_labels)
     augmenter = trainer.build_augmenter(data, seed + 1)
-    amp = hp.amp if hp.amp is not None else device.type == "cuda"
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
-                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, amp, hp.grad_clip)
+                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
     if ckpt is not None:
         module.load_state_dict(ckpt["module"])
@@ -180,14 +179,18 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
                                                         f"frac {run.fraction:g} fold {run.fold}"),
                  *trainer.extra_callbacks(run)]
     trained = not (ckpt is not None and state.epoch >= state.epochs and state.finished)
-    log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s",
+    log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s (%s)",
              trainer.name, data.dataset, data.configuration, len(train_refs), cfg.patch_size, batch_size,
-             state.epochs, state.iters_per_epoch, device)
+             state.epochs, state.iters_per_epoch, device, module.precision)
     if trained:
         fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=hp.ema_best,
             desc=trainer.name)
     validation = None
-    if hp.final_validation and run.val_ids:
+    summary = run_dir / "validation" / "summary.json"
+    final = run_dir / "checkpoint_final.pt"
+    if not trained and summary.is_file() and final.is_file() and summary.stat().st_mtime >= final.stat().st_mtime:
+        validation = read_json(summary)  # already scored with this checkpoint
+    elif hp.final_validation and run.val_ids:
         from selfconfig.inference.validation import validate_run
 
         validation = validate_run(run_dir, data, run.val_ids, device=device, tta=hp.tta, progress=progress)

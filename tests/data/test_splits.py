@@ -70,3 +70,15 @@ def test_splits_file_created_once(tmp_path):
     s2 = load_or_create_splits(tmp_path, IDS + ["extra"])  # new case: reported, file unchanged
     assert s1 == s2 == json.loads(text)
     assert (tmp_path / "splits.json").read_text() == text
+
+
+def test_grouped_folds_keep_groups_together():
+    groups = {c: f"scan{i // 4}" for i, c in enumerate(IDS)}  # 10 scans of 4 candidates
+    labels = {c: int(i % 4 == 0) for i, c in enumerate(IDS)}
+    folds = make_folds(IDS, labels, groups=groups)
+    assert len(folds) == 5
+    assert sorted(c for f in folds for c in f["val"]) == IDS
+    for f in folds:
+        val_groups = {groups[c] for c in f["val"]}
+        assert not val_groups & {groups[c] for c in f["train"]}
+        assert len(val_groups) == 2

@@ -1,0 +1,140 @@
+"""Build an nnU-Net v2 model folder whose 3d_fullres network matches a selfconfig plan.
+
+Runs with the nnU-Net virtualenv's python (it imports nnunetv2, never selfconfig), called by
+bench_predict.py. Why: to compare prediction speed, both tools must run the same U-Net on the same
+patch. We take the nnUNetPlans.json that nnU-Net's own planner wrote for Dataset501 (so every key
+nnU-Net expects is present) and overwrite its 3d_fullres configuration with selfconfig's choices:
+patch size, spacing, batch size, normalisation scheme and its intensity statistics, resampling
+orders, and the PlainConvUNet topology (features, kernels, strides, convolutions per stage,
+instance norm, leaky ReLU). The network is built with nnU-Net's own trainer method
+(nnUNetTrainer.build_network_architecture, as its predictor does), He-initialised with random
+weights, and saved as fold_0/checkpoint_final.pth in nnU-Net's checkpoint format.
+
+Prints one JSON object: the number of parameters and the sorted list of parameter shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+NORMALIZATION = {"ct": "CTNormalization", "zscore": "ZScoreNormalization", "rgb": "RGBTo0_1Normalization",
+                 "none": "NoNormalization"}
+NORM_OP = {("instance", 3): "torch.nn.modules.instancenorm.InstanceNorm3d",
+           ("instance", 2): "torch.nn.modules.instancenorm.InstanceNorm2d",
+           ("batch", 3): "torch.nn.modules.batchnorm.BatchNorm3d",
+           ("batch", 2): "torch.nn.modules.batchnorm.BatchNorm2d"}
+NONLIN = {"leaky_relu": "torch.nn.LeakyReLU", "relu": "torch.nn.ReLU", "relu6": "torch.nn.ReLU6"}
+
+
+def nnunet_configuration(base: dict, sc_plans: dict, sc_config: dict) -> dict:
+    """nnU-Net's 3d_fullres configuration ``base`` rewritten to selfconfig's ``sc_config``."""
+    net = sc_config["network"]
+    enc, dec = net["encoder"], net["decoder"]
+    dim = int(net["dim"])
+    if enc["kind"] != "plain":
+        sys.exit(f"selfconfig encoder kind {enc['kind']!r} has no nnU-Net PlainConvUNet counterpart; "
+                 f"benchmark a plan with a plain encoder")
+    cfg = json.loads(json.dumps(base))
+    cfg["patch_size"] = [int(v) for v in sc_config["patch_size"]]
+    cfg["spacing"] = [float(v) for v in sc_config["spacing"]]
+    cfg["batch_size"] = int(sc_config["batch_size"])
+    cfg["median_image_size_in_voxels"] = [float(v) for v in sc_config["median_shape"]]
+    cfg["normalization_schemes"] = [NORMALIZATION[s] for s in sc_config["normalization"]]
+    cfg["use_mask_for_norm"] = [False] * len(cfg["normalization_schemes"])
+    separate = bool(sc_config.get("separate_z_resampling", False))
+    for key, order in (("resampling_fn_data_kwargs", sc_config.get("resample_order_image", 3)),
+                       ("resampling_fn_seg_kwargs", sc_config.get("resample_order_label", 1))):
+        cfg[key] = {**cfg.get(key, {}), "order": int(order), "force_separate_z": separate}
+    cfg["resampling_fn_probabilities_kwargs"] = {**cfg.get("resampling_fn_probabilities_kwargs", {}),
+                                                 "force_separate_z": separate}
+    n_stages = len(enc["features_per_stage"])
+    cfg["architecture"] = {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        "arch_kwargs": {
+            "n_stages": n_stages,
+            "features_per_stage": [int(f) for f in enc["features_per_stage"]],
+            "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
+            "kernel_sizes": [[int(k) for k in ks] for ks in enc["kernel_sizes"]],
+            "strides": [[int(s) for s in st] for st in enc["strides"]],
+            "n_conv_per_stage": [int(n) for n in enc["n_conv_per_stage"]],
+            "n_conv_per_stage_decoder": [int(n) for n in (dec.get("n_conv_per_stage") or [2] * (n_stages - 1))],
+            "conv_bias": True,
+            "norm_op": NORM_OP[(enc["norm"], dim)],
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+            "dropout_op": None,
+            "dropout_op_kwargs": None,
+            "nonlin": NONLIN[enc["nonlin"]],
+            "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--selfconfig-plans", required=True, type=Path, help="selfconfig plans.json")
+    p.add_argument("--selfconfig-configuration", default="3d")
+    p.add_argument("--nnunet-preprocessed", required=True, type=Path,
+                   help="nnUNet_preprocessed/Dataset501_... holding nnUNetPlans.json and dataset_fingerprint.json")
+    p.add_argument("--dataset-json", required=True, type=Path, help="the nnU-Net raw dataset.json")
+    p.add_argument("--model-dir", required=True, type=Path,
+                   help="nnUNet_results/Dataset501_.../nnUNetTrainer__nnUNetPlans__3d_fullres (recreated)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    sc_plans = json.loads(args.selfconfig_plans.read_text())
+    sc_config = sc_plans["configurations"][args.selfconfig_configuration]
+    plans = json.loads((args.nnunet_preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads(args.dataset_json.read_text())
+    plans["configurations"] = {"3d_fullres": nnunet_configuration(plans["configurations"]["3d_fullres"],
+                                                                  sc_plans, sc_config)}
+    # the same intensity statistics as selfconfig's, so both normalise the same way
+    plans["foreground_intensity_properties_per_channel"] = sc_plans["intensity_properties"]
+
+    if args.model_dir.exists():
+        shutil.rmtree(args.model_dir)
+    (args.model_dir / "fold_0").mkdir(parents=True)
+    (args.model_dir / "plans.json").write_text(json.dumps(plans, indent=2))
+    (args.model_dir / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    shutil.copyfile(args.nnunet_preprocessed / "dataset_fingerprint.json", args.model_dir / "dataset_fingerprint.json")
+
+    torch.manual_seed(args.seed)
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    n_in = determine_num_input_channels(pm, cm, dataset_json)
+    n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
+    network = nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+    dim = len(cm.patch_size)
+    checkpoint = {
+        "network_weights": network.state_dict(),
+        "optimizer_state": None,
+        "grad_scaler_state": None,
+        "logging": None,
+        "_best_ema": None,
+        "current_epoch": 0,
+        "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset_json},
+        "trainer_name": "nnUNetTrainer",
+        # nnU-Net's trainer allows mirroring along every spatial axis of an isotropic-enough 3D plan
+        "inference_allowed_mirroring_axes": tuple(range(dim)),
+    }
+    torch.save(checkpoint, args.model_dir / "fold_0" / "checkpoint_final.pth")
+    shapes = sorted([list(t.shape) for t in network.parameters()])
+    print(json.dumps({"parameters": int(sum(t.numel() for t in network.parameters())),
+                      "parameter_shapes": shapes, "patch_size": list(cm.patch_size),
+                      "network_class": cm.network_arch_class_name,
+                      "arch_kwargs": plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

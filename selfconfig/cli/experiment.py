@@ -1,0 +1,52 @@
+"""selfconfig_experiment -d NAME -tr Scratch SurrogateFlip [ImageNet ...] -frac 0.1 0.25 0.5 1.0 -f 0 1 2 3 4 [--budget quick|full]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="selfconfig_experiment",
+        description="The paper's protocol: every strategy x label fraction x fold, scored on the test set and the "
+                    "validation folds; writes results.csv, summary.md and figure.png.")
+    p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
+    p.add_argument("-tr", "--trainers", nargs="+", default=["Scratch"], help="strategies (Scratch first: the baseline)")
+    p.add_argument("-frac", "--fractions", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
+    p.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds (default 0)")
+    p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
+    p.add_argument("-p", "--plans", default="selfconfigPlans")
+    p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
+                   help="quick: ~20 min for 2 strategies x 4 fractions x 1 fold on a 2-core CPU; full: trainer defaults")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
+    p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")
+    add_root_args(p)
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    from selfconfig.cli.train import parse_fold
+    from selfconfig.experiments.grid import run_experiment
+
+    overrides = {k: v for k, v in {"inflate_3d": args.inflate_3d, "pretrained_weights": args.pretrained_weights}.items()
+                 if v is not None}
+    res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
+                         configuration=args.configuration, plans_name=args.plans, budget=args.budget,
+                         roots=roots_from(args), device=args.device, progress=not args.no_progress,
+                         overrides=overrides)
+    print(res.summary_text)
+    print(f"results: {res.results_csv}")
+    print(f"summary: {res.summary_md}")
+    print(f"figure:  {res.figure}")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run(main))

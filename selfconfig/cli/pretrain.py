@@ -1,0 +1,58 @@
+"""selfconfig_pretrain -d NAME -tr STRATEGY [-c CONFIG] [--epochs E] [--iters-per-epoch I]
+
+Pre-trains a surrogate strategy on the unlabeled pool (training cases without labels + imagesUn)
+and writes results/NAME/pretrain/<Strategy>__<plans>__<config>/checkpoint.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfconfig_pretrain", description="Pre-train a surrogate task on unlabeled scans.")
+    p.add_argument("-tr", "--trainer", required=True, help="surrogate strategy, e.g. SurrogateFlip")
+    p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
+    p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
+    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    p.add_argument("--epochs", type=int, help="pre-training epochs")
+    p.add_argument("--iters-per-epoch", type=int, help="pre-training iterations per epoch")
+    p.add_argument("--lr", type=float, help="pre-training learning rate (default: the task's)")
+    p.add_argument("--val-iters", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--overwrite", action="store_true", help="pre-train again even if a checkpoint exists")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--tag", default="", help="run tag: the runs named <Trainer>__<plans>__<config>__<tag> "
+                                             "(e.g. 'quick' for the experiment's quick budget)")
+    add_root_args(p)
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    from selfconfig.pretext.api import run_pretraining
+
+    overrides = {"pretrain_epochs": args.epochs, "pretrain_iters_per_epoch": args.iters_per_epoch,
+                 "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
+                 "num_workers": args.num_workers, "precision": args.precision}
+    res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
+                          hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
+                          roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    state = "pre-trained" if res.trained else "already pre-trained"
+    print(f"{state}: {res.checkpoint}")
+    if res.history:
+        acc = [v for k, v in res.history.items() if k == "val_accuracy"]
+        if acc:
+            print(f"final pretext validation accuracy: {acc[0][-1]:.3f}")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run(main))

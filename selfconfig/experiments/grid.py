@@ -1,0 +1,141 @@
+"""Run the experiment grid: strategies x label fractions x folds.
+
+Every missing cell is trained (pre-training once per strategy), scored on the held-out test set
+and on its validation fold; finished cells are skipped, interrupted ones resume. Results go to
+``results/NAME/experiment/`` (results.csv, summary.md, figure.png).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from selfconfig.errors import ConfigurationError
+from selfconfig.experiments.budgets import budget_hyperparameters, get_budget
+from selfconfig.experiments.scoring import metric_value, primary_metric
+from selfconfig.paths import Roots
+from selfconfig.planning import DEFAULT_PLANS_NAME
+from selfconfig.training.context import DatasetContext, RunContext, open_dataset, pick_device
+from selfconfig.training.registry import get_trainer
+from selfconfig.utils import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    strategy: str
+    fraction: float
+    fold: int | str
+
+
+@dataclass
+class ExperimentResult:
+    folder: Path
+    rows: list[dict] = field(default_factory=list)
+    results_csv: Path | None = None
+    summary_md: Path | None = None
+    figure: Path | None = None
+    summary_text: str = ""
+
+
+def choose_configuration(data_plans, strategies: list[str], requested: str | None) -> str:
+    """The plans' recommended configuration, or its ImageNet-compatible twin when ImageNet is one
+    of the arms (one architecture for every arm makes the comparison fair)."""
+    if requested:
+        return requested
+    rec = data_plans.recommended_configuration
+    if "ImageNet" not in strategies:
+        return rec
+    if data_plans.configurations[rec].dim == 2:
+        return f"{rec}_imagenet"
+    raise ConfigurationError(
+        "ImageNet weights are 2D and this dataset is 3D: run every arm on slices with -c 2d_imagenet, "
+        "or on 3D with -c 3d_imagenet --inflate-3d (kernel inflation)")
+
+
+def run_experiment(dataset: str | None, strategies: list[str], fractions: list[float], folds: list[int | str],
+                   *, configuration: str | None = None, plans_name: str = DEFAULT_PLANS_NAME, budget: str = "quick",
+                   roots: Roots | None = None, device: str | None = None, progress: bool = True,
+                   overrides: dict | None = None) -> ExperimentResult:
+    from selfconfig.experiments.report import write_reports
+
+    roots = roots or Roots.resolve()
+    probe = open_dataset(dataset, None, plans_name, roots)
+    config_name = choose_configuration(probe.plans, strategies, configuration)
+    b = get_budget(budget)
+    tag = "" if b.name == "full" else b.name
+    data = open_dataset(probe.dataset, config_name, plans_name, roots, tag=tag)
+    dev = pick_device(device)
+    hp_overrides = {**budget_hyperparameters(b, data.config), **(overrides or {})}
+    # refuse incompatible arms before spending any time
+    classes = {}
+    for s in strategies:
+        cls = get_trainer(s)
+        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides)
+        cls(hp).check_compatible(data)
+        classes[s] = cls
+    cells = [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
+    raw_dir = roots.raw / data.dataset
+    if not (raw_dir / "dataset.json").is_file():
+        raise ConfigurationError(f"the raw dataset {raw_dir} is needed to score the test set; it is missing")
+    metric = primary_metric(_info(raw_dir))
+    log.info("experiment on %s/%s (%s budget): %d cell(s), metric %s", data.dataset, config_name, b.name,
+             len(cells), metric)
+    rows: list[dict] = []
+    bar = tqdm(cells, desc="experiment", disable=not progress)
+    for i, cell in enumerate(bar):
+        bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
+        log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction, cell.fold)
+        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides, dev, raw_dir, progress)
+    folder = roots.results / data.dataset / "experiment"
+    res = ExperimentResult(folder, rows)
+    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions)
+    return res
+
+
+def _info(raw_dir: Path):
+    from selfconfig.dataset.schema import load_dataset_json
+
+    return load_dataset_json(raw_dir)
+
+
+def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: torch.device, raw_dir: Path,
+             progress: bool) -> list[dict]:
+    """Train (or resume, or skip) one cell and score it on validation and test."""
+    from selfconfig.inference.predictor import Predictor
+    from selfconfig.inference.validation import predict_and_score
+    from selfconfig.training.run import train_run
+
+    run_dir = RunContext.create(data, cls.name, cell.fold, cell.fraction, device).run_dir
+    scores_file = run_dir / "scores.json"
+    final = run_dir / "checkpoint_final.pt"
+    if scores_file.is_file() and final.is_file() and scores_file.stat().st_mtime >= final.stat().st_mtime:
+        log.info("%s: finished earlier, skipped", run_dir)
+        return read_json(scores_file)["rows"]
+    resume = final.is_file() or (run_dir / "checkpoint_latest.pt").is_file()
+    result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
+                       progress=progress)
+    cases = read_json(run_dir / "cases.json")
+    rows = []
+    base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
+            "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]), "run_dir": str(run_dir)}
+    if result.validation is not None:
+        scores = metric_value(raw_dir, "train", cases["val"], result.validation, run_dir / "validation")
+        rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
+    hp = read_json(run_dir / "hyperparameters.json")
+    predictor = Predictor.from_checkpoints([final], device, tta=bool(hp.get("tta", True)))
+    from selfconfig.inference.validation import raw_cases
+
+    _, test_cases = raw_cases(raw_dir, "test")
+    if test_cases:
+        test_ids = [c.case_id for c in test_cases]
+        summary = predict_and_score(predictor, raw_dir, "test", test_ids, run_dir / "test", progress)
+        scores = metric_value(raw_dir, "test", test_ids, summary, run_dir / "test")
+        rows.append({**base, "split": "test", "n_cases": len(test_ids), **scores})
+    write_json(scores_file, {"rows": rows})
+    return rows

@@ -1,0 +1,173 @@
+"""Base classes of pretext tasks.
+
+Write a new pretext task by subclassing :class:`PretextTask` (any networks and losses) or
+:class:`ClassificationPretext` (encoder + pooling + a small head predicting a transformation
+that :meth:`ClassificationPretext.make_inputs` applies). See documentation/extending.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfconfig.training.config import TrainingConfig
+from selfconfig.training.loop import LoopState
+from selfconfig.training.modules import OptimizationMixin, poly_lr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from selfconfig.training.context import DatasetContext
+
+log = logging.getLogger(__name__)
+
+
+class PretextTask(OptimizationMixin):
+    """One surrogate task. Subclasses implement :meth:`build`, :meth:`train_step`,
+    :meth:`validation_step`, :meth:`validation_end` and :meth:`transferable_state`."""
+
+    #: short name used in logs
+    name = "pretext"
+    #: validation metric that picks checkpoint_best (higher is better)
+    monitor = "val_accuracy"
+    #: the training-time augmentation this task tolerates: "none", "intensity" (labels are
+    #: geometric, so no flips/rotations) or "all"
+    augmentation = "intensity"
+    #: default initial learning rate (``--pretrain-lr`` overrides)
+    default_lr = 1e-2
+
+    def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):
+        self.data = data
+        self.hp = hp
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.lr = hp.pretrain_lr or self.default_lr
+        self._setup_optimization(device, hp.precision, hp.grad_clip,
+                                 lambda step, total: poly_lr(self.lr, step, total, hp.poly_exponent))
+        self.augmenter = self.build_augmenter()
+        self.build()
+
+    # ------------------------------------------------------------------ hooks
+    @classmethod
+    def check_compatible(cls, data: "DatasetContext") -> None:
+        """Raise :class:`selfconfig.errors.IncompatibleDatasetError` when the task cannot run."""
+
+    def build(self) -> None:
+        """Create networks and optimizers (on ``self.device``)."""
+        raise NotImplementedError
+
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        """The pre-trained weights, keyed like selfconfig networks (``encoder.*``, ``decoder.*``)."""
+        raise NotImplementedError
+
+    def transfer_groups(self, target_task: str) -> tuple[str, ...]:
+        """Which parameter groups of the target network these weights initialise."""
+        return ("encoder",)
+
+    def build_augmenter(self):
+        if self.augmentation == "none" or not self.hp.augment:
+            return None
+        from selfconfig.augment import BatchAugmenter, default_augmentation_config
+
+        cfg = self.data.config
+        anisotropic = cfg.dim == 3 and max(cfg.spacing) / min(cfg.spacing) > cfg.anisotropy_threshold
+        aug = default_augmentation_config(cfg.dim, anisotropic)
+        if self.augmentation == "intensity":
+            aug.spatial_enabled = False
+            aug.mirror_enabled = False
+        return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1))
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return self.augmenter(x, None)[0] if self.augmenter is not None else x
+
+    # ------------------------------------------------------------------ state
+    def modules(self) -> dict[str, nn.Module]:
+        """Named networks (saved in checkpoints)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, nn.Module)}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def state_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f"net_{k}": m.state_dict() for k, m in self.modules().items()}
+        d.update({f"opt_{k}": o.state_dict() for k, o in self.optimizers().items()})
+        d["scalers"] = self.scaler_state()
+        d["generator"] = self.generator.get_state()
+        if self.augmenter is not None:
+            d["augmenter"] = self.augmenter.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(d[f"net_{k}"])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(d[f"opt_{k}"])
+        self.load_scaler_state(d.get("scalers"))
+        if "generator" in d:
+            self.generator.set_state(d["generator"])
+        if self.augmenter is not None and "augmenter" in d:
+            self.augmenter.load_state_dict(d["augmenter"])
+
+    # ------------------------------------------------------------------ helpers
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform random numbers from the task's own generator (saved with checkpoints)."""
+        return torch.rand(*shape, generator=self.generator)
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        return torch.randint(0, high, shape, generator=self.generator)
+
+
+class ClassificationPretext(PretextTask):
+    """Encoder + global pooling + a linear head predicting which transformation was applied.
+
+    Subclasses set ``num_outputs`` and implement :meth:`make_inputs` (apply random
+    transformations to a batch, return inputs and targets) and :meth:`loss_and_metrics`.
+    """
+
+    num_outputs = 1
+
+    def build(self) -> None:
+        from selfconfig.networks import build_pretext_network, init_weights_xavier
+
+        plan = self.data.config.network
+        self.network = build_pretext_network(plan, self.num_outputs).to(self.device)
+        init_weights_xavier(self.network)
+        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=self.lr, momentum=self.hp.momentum,
+                                         nesterov=self.hp.nesterov, weight_decay=self.hp.weight_decay)
+
+    def make_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss_and_metrics(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict, state: LoopState) -> dict[str, float]:
+        self.network.train()
+        lr = self.set_lr(self.optimizer, state)
+        x = self.augment(self.to_device(batch["data"]))
+        x, target = self.make_inputs(x)
+        with self.autocast():
+            logits = self.network(x)
+        loss, metrics = self.loss_and_metrics(logits.float(), target.to(self.device))
+        self.optimizer_step(loss, self.optimizer, self.network.parameters())
+        return {"loss": float(loss.detach()), "lr": lr, **metrics}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, Any]:
+        self.network.eval()
+        x, target = self.make_inputs(self.to_device(batch["data"]))
+        with self.autocast():
+            logits = self.network(x)
+        loss, metrics = self.loss_and_metrics(logits.float(), target.to(self.device))
+        return {"loss": float(loss), **metrics}
+
+    def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        if not outputs:
+            return {}
+        keys = outputs[0].keys()
+        return {f"val_{k}": float(np.mean([o[k] for o in outputs])) for k in keys}
+
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.network.state_dict().items()}

@@ -1,0 +1,268 @@
+"""Colourisation (the paper's skin-segmentation surrogate): a conditional GAN in the style of
+pix2pix (Isola et al., CVPR 2017) learns to colour gray versions of the unlabeled colour images.
+
+* Generator: the target U-Net itself (:func:`selfconfig.networks.build_segmentation_network`
+  on the configuration's plan with ``num_classes=3``), so its ``encoder.*`` and ``decoder.*``
+  tensors fit the segmenter unchanged; only the 1x1 output layers (``seg_layers``) differ in
+  their class count and are not transferred. The colour is ``sigmoid(logits)`` in 0-1.
+  Deep supervision is off: only the full-resolution output is trained (the low-resolution
+  ``seg_layers`` stay untouched and are never transferred anyway).
+* Generator input: the luminance ``0.299 R + 0.587 G + 0.114 B`` *replicated* into the three
+  RGB input channels. The segmenter sees RGB, so its stem has three input channels; feeding the
+  replicated gray keeps the generator's stem identical and transferable (a 1-channel stem would
+  not fit). Other input channels of a multi-channel dataset pass through unchanged.
+* Discriminator: a 3-layer PatchGAN on ``concat(gray, colour)`` (4 channels):
+  conv(4->64, k4, s2) LReLU(0.2); conv(64->128, k4, s2) InstanceNorm LReLU(0.2);
+  conv(128->1, k4, s1). Dimension-generic; an axis too short to be halved is not strided.
+* Loss: pix2pix's vanilla GAN (BCE with logits, D's loss halved) + 100 x L1. Adam, lr 2e-4,
+  betas (0.5, 0.999) for both networks, with the framework's poly decay per iteration.
+* Augmentation: spatial transforms and mirroring only (``augmentation = "spatial"``,
+  implemented by :meth:`ColorizationPretext.build_augmenter`); per-channel intensity
+  transforms would change the colours the generator has to reproduce. Gray is derived after
+  augmentation, so input and target stay aligned.
+* Precision: the generator and the discriminator run under the task's autocast (bf16 on CPUs
+  with fast bfloat16, fp16 + gradient scalers on CUDA); sigmoid, L1 and BCE run in fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfconfig.errors import IncompatibleDatasetError
+from selfconfig.networks.blocks import conv_op
+from selfconfig.pretext.base import PretextTask
+from selfconfig.training.loop import LoopState
+
+log = logging.getLogger(__name__)
+
+#: ITU-R BT.601 luma weights (R, G, B)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: intensity transforms switched off for colourisation (per-channel changes alter the target)
+_INTENSITY_TRANSFORMS = ("noise", "blur", "brightness", "contrast", "lowres", "gamma")
+
+
+def rgb_channels(channel_names: dict[str, str]) -> slice | None:
+    """Where the (first) RGB file channel sits in the network input, or None without colour.
+
+    A channel named ``RGB`` is one file with three colour channels (see
+    :class:`selfconfig.dataset.schema.DatasetInfo`); every other file channel is one input channel.
+    """
+    offset = 0
+    for key in sorted(channel_names, key=int):
+        if channel_names[key].strip().lower() == "rgb":
+            return slice(offset, offset + 3)
+        offset += 1
+    return None
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, ...) colour -> (B, 1, ...) gray, ``0.299 R + 0.587 G + 0.114 B``."""
+    w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, *([1] * (rgb.ndim - 2)))
+    return (rgb * w).sum(1, keepdim=True)
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's PatchGAN with three convolutions; outputs one logit per receptive-field patch.
+
+    ``patch_size`` (optional) adapts the geometry per axis: an axis shorter than 4 voxels is not
+    halved (kernel 3, stride 1 instead of kernel 4, stride 2), so thin 3D patches still fit.
+    """
+
+    def __init__(self, dim: int, in_channels: int = 4, features: Sequence[int] = (64, 128),
+                 patch_size: Sequence[int] | None = None):
+        super().__init__()
+        conv = conv_op(dim)
+        norm = nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d
+        size = list(patch_size) if patch_size is not None else [64] * dim
+
+        def strided(cin: int, cout: int) -> nn.Module:
+            k, s, p = [], [], []
+            for i, n in enumerate(size):
+                halve = n >= 4
+                k.append(4 if halve else 3)
+                s.append(2 if halve else 1)
+                p.append(1)
+                size[i] = n // 2 if halve else n
+            return conv(cin, cout, tuple(k), tuple(s), tuple(p))
+
+        f1, f2 = features
+        self.layers = nn.Sequential(
+            strided(in_channels, f1), nn.LeakyReLU(0.2, inplace=True),
+            strided(f1, f2), norm(f2), nn.LeakyReLU(0.2, inplace=True),
+            conv(f2, 1, tuple(4 if n >= 2 else 3 for n in size), 1, 1),
+        )
+        for m in self.modules():  # pix2pix's initialisation
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class ColorizationPretext(PretextTask):
+    """Conditional-GAN colourisation; the generator (the target U-Net) initialises the segmenter."""
+
+    name = "colorization"
+    #: -L1 between generated and true colours on held-out pool batches (higher is better)
+    monitor = "val_neg_l1"
+    #: spatial transforms + mirroring, no intensity transforms (see :meth:`build_augmenter`)
+    augmentation = "spatial"
+    default_lr = 2e-4
+    betas = (0.5, 0.999)
+    l1_weight = 100.0
+    #: the strategy named in the error of :meth:`check_compatible`
+    strategy_name = "SurrogateColor"
+
+    # ------------------------------------------------------------------ hooks
+    @classmethod
+    def check_compatible(cls, data) -> None:
+        names = data.plans.channel_names
+        if rgb_channels(names) is None:
+            shown = ", ".join(names[k] for k in sorted(names, key=int))
+            raise IncompatibleDatasetError(
+                f"{cls.strategy_name} needs colour (RGB) images: {data.dataset} has channels {shown} "
+                f"(channel_names in its dataset.json); pick SurrogateFlip, SurrogateRotation or SurrogateWGAN")
+
+    def build(self) -> None:
+        from selfconfig.networks import build_segmentation_network
+
+        # PretextTask keeps its random generator in ``self.generator``; here that name is the
+        # generator network, so the random generator moves to ``self.rng``.
+        rng = self.__dict__.get("rng", self.__dict__.get("generator"))
+        self.rng: torch.Generator = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(self.seed)
+        cfg = self.data.config
+        plan = cfg.network
+        self.rgb = rgb_channels(self.data.plans.channel_names)
+        gen_plan = replace(plan, num_classes=3, decoder=replace(plan.decoder, deep_supervision=False))
+        self.generator = build_segmentation_network(gen_plan).to(self.device)
+        self.generator.deep_supervision = False
+        self.discriminator = PatchDiscriminator(cfg.dim, 4, patch_size=cfg.patch_size).to(self.device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+
+    def build_augmenter(self):
+        """nnU-Net's spatial transforms and mirroring; every intensity transform off."""
+        if not self.hp.augment:
+            return None
+        from selfconfig.augment import BatchAugmenter, default_augmentation_config
+
+        cfg = self.data.config
+        anisotropic = cfg.dim == 3 and max(cfg.spacing) / min(cfg.spacing) > cfg.anisotropy_threshold
+        aug = default_augmentation_config(cfg.dim, anisotropic)
+        for t in _INTENSITY_TRANSFORMS:
+            setattr(aug, f"{t}_enabled", False)
+        return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1))
+
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.generator.state_dict().items()}
+
+    def transfer_groups(self, target_task: str) -> tuple[str, ...]:
+        return ("encoder", "decoder") if target_task == "segmentation" else ("encoder",)
+
+    # ------------------------------------------------------------------ data
+    def make_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colour batch (B, C, ...) in 0-1 -> (generator input, gray (B, 1, ...), colour (B, 3, ...))."""
+        colour = x[:, self.rgb].float().clamp(0.0, 1.0)  # spatial interpolation may overshoot
+        gray = luminance(colour)
+        parts = [x[:, :self.rgb.start], gray.expand(-1, 3, *gray.shape[2:]), x[:, self.rgb.stop:]]
+        inp = torch.cat([p.float() for p in parts if p.shape[1]], 1)
+        return inp, gray, colour
+
+    def colorize(self, inp: torch.Tensor) -> torch.Tensor:
+        """Generator input -> colour (B, 3, ...) in [0, 1]."""
+        with self.autocast():
+            logits = self.generator(inp)
+        return torch.sigmoid(logits.float())
+
+    def discriminate(self, gray: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self.discriminator(torch.cat([gray, colour], 1))
+        return out.float()
+
+    # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _d_metrics(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[torch.Tensor, float]:
+        loss = 0.5 * (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        acc = 0.5 * (float((d_real > 0).float().mean()) + float((d_fake < 0).float().mean()))
+        return loss, acc
+
+    def _g_losses(self, d_fake: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+        adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+        l1 = (fake - real).abs().mean()
+        return adv + self.l1_weight * l1, l1, adv
+
+    def train_step(self, batch: dict, state: LoopState) -> dict[str, float]:
+        self.generator.train()
+        self.discriminator.train()
+        lr = self.set_lr(self.opt_g, state)
+        self.set_lr(self.opt_d, state)
+        inp, gray, real = self.make_inputs(self.augment(self.to_device(batch["data"])))
+        fake = self.colorize(inp)
+        # discriminator: real pairs -> 1, generated pairs -> 0
+        d_loss, accuracy = self._d_metrics(self.discriminate(gray, real), self.discriminate(gray, fake.detach()))
+        self.optimizer_step(d_loss, self.opt_d, self.discriminator.parameters(), name="d")
+        # generator: fool the updated discriminator and stay close to the true colours
+        self.discriminator.requires_grad_(False)
+        try:
+            loss, l1, g_adv = self._g_losses(self.discriminate(gray, fake), fake, real)
+            self.optimizer_step(loss, self.opt_g, self.generator.parameters(), name="g")
+        finally:
+            self.discriminator.requires_grad_(True)
+        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "g_adv": float(g_adv.detach()),
+                "d_loss": float(d_loss.detach()), "accuracy": accuracy, "lr": lr}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, Any]:
+        self.generator.eval()
+        self.discriminator.eval()
+        inp, gray, real = self.make_inputs(self.to_device(batch["data"]))
+        fake = self.colorize(inp)
+        d_fake = self.discriminate(gray, fake)
+        d_loss, accuracy = self._d_metrics(self.discriminate(gray, real), d_fake)
+        loss, l1, g_adv = self._g_losses(d_fake, fake, real)
+        return {"loss": float(loss), "l1": float(l1), "g_adv": float(g_adv), "d_loss": float(d_loss),
+                "accuracy": accuracy}
+
+    def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        if not outputs:
+            return {}
+        logs = {f"val_{k}": float(np.mean([o[k] for o in outputs])) for k in outputs[0]}
+        logs["val_neg_l1"] = -logs["val_l1"]
+        return logs
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """As :meth:`PretextTask.state_dict`, with the random generator saved as ``rng``."""
+        d: dict[str, Any] = {f"net_{k}": m.state_dict() for k, m in self.modules().items()}
+        d.update({f"opt_{k}": o.state_dict() for k, o in self.optimizers().items()})
+        d["scalers"] = self.scaler_state()
+        d["rng"] = self.rng.get_state()
+        if self.augmenter is not None:
+            d["augmenter"] = self.augmenter.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(d[f"net_{k}"])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(d[f"opt_{k}"])
+        self.load_scaler_state(d.get("scalers"))
+        if "rng" in d:
+            self.rng.set_state(d["rng"])
+        if self.augmenter is not None and "augmenter" in d:
+            self.augmenter.load_state_dict(d["augmenter"])
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.rng)
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        return torch.randint(0, high, shape, generator=self.rng)

@@ -1,0 +1,170 @@
+"""Pre-training: run a pretext task on the unlabeled pool and write its checkpoint.
+
+The pool follows the paper: D^u = every training case with its label removed, plus imagesUn;
+test cases never enter it. One checkpoint per dataset / plans / configuration / strategy,
+``results/NAME/pretrain/<Strategy>__<plans>__<config>/checkpoint.pt``, serves every fold and
+fraction. A file lock makes sure that two trainings started together do not both pre-train:
+the second waits and then uses the first one's checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from selfconfig.cli.common import add_log_file
+from selfconfig.data.loader import batch_stream
+from selfconfig.data.sampler import CaseRef, PatchSampler
+from selfconfig.errors import CheckpointError, ConfigurationError
+from selfconfig.training.callbacks import CheckpointCallback, EpochLogger, ProgressPlot, restore_rng_state
+from selfconfig.training.checkpoint import load_checkpoint
+from selfconfig.training.config import TrainingConfig
+from selfconfig.training.context import DatasetContext
+from selfconfig.training.loop import LoopState, fit
+from selfconfig.utils import write_json
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+POOL_VALIDATION_FRACTION = 0.1
+
+
+def unlabeled_pool(data: DatasetContext) -> list[CaseRef]:
+    """D^u: training cases without labels + imagesUn (never imagesTs)."""
+    refs = [CaseRef(r.folder, r.case_id, None) for r in data.case_refs("train")]
+    refs += [CaseRef(r.folder, r.case_id, None) for r in data.case_refs("unlabeled")]
+    if not refs:
+        raise ConfigurationError(f"{data.dataset} has no preprocessed training or unlabeled cases to pre-train on")
+    return refs
+
+
+def split_pool(refs: list[CaseRef], seed: int = 0) -> tuple[list[CaseRef], list[CaseRef]]:
+    """A fixed ~10 % of the pool (at least one case) monitors the pretext task."""
+    if len(refs) < 2:
+        return refs, refs
+    order = np.random.default_rng(seed).permutation(len(refs))
+    n_val = max(1, int(round(POOL_VALIDATION_FRACTION * len(refs))))
+    val = [refs[i] for i in sorted(order[:n_val])]
+    train = [refs[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+@dataclass
+class PretrainResult:
+    checkpoint: Path
+    trained: bool
+    history: dict
+
+
+def pretrain_checkpoint_path(data: DatasetContext, strategy: str) -> Path:
+    return data.pretrain_dir(strategy) / CHECKPOINT_NAME
+
+
+def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: torch.device,
+             progress: bool = True, continue_training: bool = True, overwrite: bool = False) -> PretrainResult:
+    """Pre-train ``strategy_cls.pretext_task`` on the pool unless its checkpoint exists.
+
+    Holds a file lock in the pre-training folder for the whole run, so concurrent callers wait
+    for one pre-training instead of each doing their own.
+    """
+    out_dir = data.pretrain_dir(strategy_cls.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / CHECKPOINT_NAME
+    lock = FileLock(str(out_dir / ".lock"))
+    if lock.is_locked:
+        log.info("another process is pre-training %s for %s; waiting for it", strategy_cls.name, data.dataset)
+    with lock:
+        if final.is_file() and not overwrite:
+            log.info("using pre-trained checkpoint %s", final)
+            return PretrainResult(final, False, {})
+        if overwrite:
+            for p in out_dir.glob("checkpoint*.pt"):
+                p.unlink()
+        handler = add_log_file(out_dir / "pretraining.log")
+        try:
+            return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:
+    task_cls = strategy_cls.pretext_task
+    task_cls.check_compatible(data)
+    latest = out_dir / "checkpoint_latest.pt"
+    ckpt = load_checkpoint(latest) if latest.is_file() and continue_training else None
+    if ckpt is not None:
+        hp = TrainingConfig.from_dict(ckpt["hyperparameters"])
+    seed = int(hp.seed) * 1000 + 17
+    torch.manual_seed(seed)
+    task = task_cls(data, hp, device, seed=seed)
+    pool = unlabeled_pool(data)
+    train_refs, val_refs = split_pool(pool, seed)
+    cfg = data.config
+    batch_size = hp.batch_size or cfg.batch_size
+    state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch)
+    if ckpt is not None:
+        task.load_state_dict(ckpt["module"])
+        state = LoopState.from_dict(ckpt["loop"])
+        restore_rng_state(ckpt.get("rng", {}))
+        log.info("resuming pre-training at epoch %d", state.epoch + 1)
+    write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs], "val": [r.case_id for r in val_refs],
+                                       "note": "D^u = training cases without labels + imagesUn; no test case"})
+    sampler = PatchSampler(train_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
+                           seed=seed)
+    val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
+                               seed=seed + 1)
+
+    def train_batches(start: int):
+        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda")
+
+    def val_batches():
+        for i in range(hp.val_iters):
+            yield {k: torch.from_numpy(v) for k, v in val_sampler.sample(i).items()}
+
+    p = data.plans
+    meta = lambda: {  # noqa: E731
+        "kind": "pretrain",
+        "strategy": strategy_cls.name,
+        "pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}",
+        "plans": p.to_dict(),
+        "configuration": data.configuration,
+        "dataset": {"name": data.dataset, "task": p.task, "labels": p.labels, "channel_names": p.channel_names,
+                    "num_input_channels": p.num_input_channels, "dim": p.dim},
+        "hyperparameters": hp.to_dict(),
+        "pool_size": len(pool),
+    }
+
+    class _Export(CheckpointCallback):
+        def on_fit_end(self, module, st):
+            super().on_fit_end(module, st)
+            payload = {**meta(), "loop": st.to_dict(),
+                       "pretrained": {"state_dict": module.transferable_state(),
+                                      "groups": {t: list(module.transfer_groups(t))
+                                                 for t in ("segmentation", "classification")}}}
+            from selfconfig.training.checkpoint import save_checkpoint
+
+            save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
+
+    callbacks = [EpochLogger(f"pretrain {strategy_cls.name}"),
+                 _Export(out_dir, meta, hp.checkpoint_every),
+                 ProgressPlot(out_dir / "progress.png", f"{data.dataset} pre-training {strategy_cls.name} "
+                                                        f"({task_cls.name}) {data.configuration}")]
+    log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
+             "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
+             len(val_refs), cfg.patch_size, batch_size, state.epochs, state.iters_per_epoch, task.precision)
+    fit(task, state, train_batches, val_batches, callbacks, progress=progress, ema=hp.ema_best,
+        desc=f"pretrain {task_cls.name}")
+    return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history)
+
+
+def load_pretrained(path: Path) -> dict:
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "pretrain" or "pretrained" not in ckpt:
+        raise CheckpointError(f"{path} is not a selfconfig pre-training checkpoint")
+    return ckpt

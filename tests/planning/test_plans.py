@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from planners import DefaultPlanner, get_planner
+from planners.topology import plan_topology
+from selfconfig.errors import ConfigurationError, PlansError
+from selfconfig.planning import load_plans, plans_file
+from selfconfig.plans import Plans
+
+
+def test_plans_json_round_trip(planned, roots):
+    res = planned("RT", task="segmentation", dim=3)
+    path = plans_file(roots.preprocessed / "RT")
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1
+    again = Plans.from_dict(data)
+    assert again == res.plans
+    assert again.to_dict() == data
+    assert load_plans(roots.preprocessed / "RT") == res.plans
+
+
+def test_schema_version_mismatch_is_a_clear_error(planned, roots):
+    planned("SV", task="segmentation", dim=3)
+    path = plans_file(roots.preprocessed / "SV")
+    data = json.loads(path.read_text())
+    data["schema_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlansError, match="rerun selfconfig_plan_and_preprocess"):
+        load_plans(roots.preprocessed / "SV")
+
+
+@pytest.mark.parametrize("kw", [dict(task="segmentation", dim=3), dict(task="segmentation", dim=2, shape=(64, 64)),
+                                dict(task="classification", dim=3, shape=(16, 16, 16)),
+                                dict(task="classification", dim=2, rgb=True, shape=(32, 32))])
+def test_plan_invariants(planned, kw):
+    plans = planned("INV", **kw).plans
+    assert plans.recommended_configuration in plans.configurations
+    assert ("3d" in plans.configurations) == (kw["dim"] == 3)
+    assert "2d" in plans.configurations
+    for name, cfg in plans.configurations.items():
+        enc = cfg.network.encoder
+        total = enc.total_stride()
+        assert len(cfg.patch_size) == cfg.dim == len(total)
+        assert all(p % t == 0 for p, t in zip(cfg.patch_size, total)), (name, cfg.patch_size, total)
+        assert cfg.batch_size >= 2
+        # the budget: estimated CPU seconds per iteration within the target
+        assert cfg.estimated_iteration_seconds <= plans.budget.target_iteration_seconds * 1.01 or \
+            cfg.patch_size == [max(8, t) for t in total]
+        if enc.kind == "plain":
+            assert enc.strides[0] == [1] * cfg.dim
+            assert len(enc.features_per_stage) == len(enc.kernel_sizes) == len(enc.strides) == len(enc.n_conv_per_stage)
+            assert len(cfg.network.decoder.n_conv_per_stage) == enc.n_stages - 1
+            # feature maps at the bottleneck are at least 4 voxels along pooled axes
+            assert all(p // t >= 4 or t == 1 for p, t in zip(cfg.patch_size, total))
+    assert plans.configurations["2d_imagenet"].network.encoder.kind == "efficientnet_lite0"
+    assert plans.configurations["2d_imagenet"].data_name == "2d"
+
+
+def test_budget_is_recorded_and_gpu_planning(make_dataset, roots):
+    from selfconfig.planning import plan_and_preprocess
+
+    make_dataset("GPU", task="segmentation", dim=3)
+    res = plan_and_preprocess("GPU", roots=roots, gpu_memory_gb=8, num_processes=1, progress=False,
+                              configurations=["3d"])
+    b = res.plans.budget
+    assert b.device == "cuda" and b.gpu_memory_gb == 8
+    for cfg in res.plans.configurations.values():
+        assert 0 < cfg.estimated_gpu_memory_gb <= 8
+
+
+def test_topology_handles_anisotropy():
+    topo = plan_topology([5.0, 1.0, 1.0], [20, 128, 128])
+    # the coarse z axis is not pooled (and has kernel 1) until in-plane has caught up
+    assert topo.strides[1] == [1, 2, 2]
+    assert topo.kernel_sizes[0] == [1, 3, 3]
+    assert all(p % d == 0 for p, d in zip(topo.patch_size, topo.divisible_by))
+    iso = plan_topology([1.0, 1.0, 1.0], [64, 64, 64])
+    assert all(s == [2, 2, 2] for s in iso.strides[1:]) and len(iso.strides) == 5  # 64 -> 4
+
+
+def test_target_spacing_of_anisotropic_data():
+    from selfconfig.dataset.schema import parse_dataset_json
+
+    info = parse_dataset_json({"task": "segmentation", "channel_names": {"0": "CT"}, "labels": {"bg": 0, "a": 1},
+                               "file_ending": ".nii.gz"})
+    spacings = [[6.0, 1.0, 1.0]] * 5 + [[3.0, 1.0, 1.0]] * 5
+    fp = {"dim": 3, "spacings": spacings, "shapes_after_crop": [[20, 200, 200]] * 10,
+          "median_spacing": [4.5, 1, 1], "median_shape_after_crop": [20, 200, 200], "num_training_cases": 10,
+          "foreground_intensity_properties_per_channel": {}}
+    p = DefaultPlanner(info, fp, cpu_gflops=50.0)
+    target = p.fullres_target_spacing()
+    assert target[0] == pytest.approx(3.0)  # 10th percentile of the coarse axis (as nnU-Net)
+    assert target[1:] == [1.0, 1.0]
+
+
+def test_custom_planner_by_module_path(tmp_path, monkeypatch):
+    (tmp_path / "my_planners.py").write_text(
+        "from planners import DefaultPlanner\nclass Tiny(DefaultPlanner):\n    plans_name = 'tinyPlans'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert get_planner("my_planners:Tiny").plans_name == "tinyPlans"
+    with pytest.raises(ConfigurationError):
+        get_planner("NoSuchPlanner")
