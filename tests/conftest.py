@@ -16,7 +16,22 @@ import torch
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
 from selfconfig.paths import Roots
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tests run beside other work; one thread is faster then
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Commands configure the root logger (console handler, INFO level); undo that after each test
+    so that later tests neither log into a closed capture nor inherit the level."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture

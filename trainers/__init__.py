@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from trainers.imagenet import ImageNet
 from trainers.scratch import Scratch
+from trainers.surrogate_color import SurrogateColor
 from trainers.surrogate_flip import SurrogateFlip
 from trainers.surrogate_rotation import SurrogateRotation
+from trainers.surrogate_wgan import SurrogateWGAN
 
-__all__ = ["ImageNet", "Scratch", "SurrogateFlip", "SurrogateRotation"]
+__all__ = ["ImageNet", "Scratch", "SurrogateColor", "SurrogateFlip", "SurrogateRotation", "SurrogateWGAN"]

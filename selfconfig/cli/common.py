@@ -49,8 +49,27 @@ def setup_logging(args: argparse.Namespace | None = None, log_file: Path | None 
         add_log_file(log_file)
 
 
+class LogFile:
+    """Context manager: also log to ``path`` (e.g. training.log in the run folder) while inside;
+    the root logger's level and handlers are restored on exit."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __enter__(self) -> logging.Handler:
+        self.level = logging.getLogger().level
+        self.handler = add_log_file(self.path)
+        return self.handler
+
+    def __exit__(self, *exc) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        self.handler.close()
+        root.setLevel(self.level)
+
+
 def add_log_file(path: Path) -> logging.Handler:
-    """Also log to ``path`` (e.g. training.log in the run folder). Returns the handler."""
+    """Also log to ``path``; prefer :class:`LogFile`, which undoes this. Returns the handler."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h = logging.FileHandler(path)

@@ -2,8 +2,8 @@
 [hidden linear -> nonlin -> dropout] -> dropout -> ``head`` (linear, ``num_classes`` outputs).
 
 For ImageNet encoders the last feature map is the encoder's final feature (EfficientNet-Lite0:
-the 1280-channel ``conv_head``; ResNet: layer4). Groups: ``encoder.*``, ``head`` = ``hidden.*``
-and ``head.*``. A WGAN critic is this network with one output.
+the 1280-channel ``conv_head``; ResNet: layer4). Groups: ``encoder.*``, ``hidden.*`` (empty
+without hidden layers) and ``head.*``. A WGAN critic is this network with one output.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ClassificationNetwork(nn.Module):
 
     def parameter_groups(self) -> dict[str, list[str]]:
         return groups_by_prefix(self, {"stem": ("encoder.stem.",), "encoder": ("encoder.",),
-                                       "head": ("hidden.", "head.")})
+                                       "hidden": ("hidden.",), "head": ("head.",)})
 
 
 def build_classification_network(plan: NetworkPlan) -> ClassificationNetwork:

@@ -32,20 +32,23 @@ class PretextTask(OptimizationMixin):
     name = "pretext"
     #: validation metric that picks checkpoint_best (higher is better)
     monitor = "val_accuracy"
-    #: the training-time augmentation this task tolerates: "none", "intensity" (labels are
-    #: geometric, so no flips/rotations) or "all"
+    #: the training-time augmentation this task tolerates: "none", "intensity" (the pretext
+    #: labels are geometric, so no flips/rotations), "spatial" (flips/rotations/scaling only: the
+    #: target is an intensity, e.g. colour) or "all"
     augmentation = "intensity"
     #: default initial learning rate (``--pretrain-lr`` overrides)
     default_lr = 1e-2
+    #: precision this task needs whatever ``--precision`` says (e.g. "fp32" for a gradient
+    #: penalty's double backward); None follows the hyperparameters
+    required_precision: str | None = None
 
     def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):
         self.data = data
         self.hp = hp
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = torch.Generator().manual_seed(seed)  # the task's own randomness, saved in checkpoints
         self.lr = hp.pretrain_lr or self.default_lr
-        self._setup_optimization(device, hp.precision, hp.grad_clip,
-                                 lambda step, total: poly_lr(self.lr, step, total, hp.poly_exponent))
+        self._setup_optimization(device, self.required_precision or hp.precision, hp.grad_clip, self.learning_rate)
         self.augmenter = self.build_augmenter()
         self.build()
 
@@ -66,6 +69,10 @@ class PretextTask(OptimizationMixin):
         """Which parameter groups of the target network these weights initialise."""
         return ("encoder",)
 
+    def learning_rate(self, step: int, total: int) -> float:
+        """Learning rate at ``step`` of ``total``; default: poly decay from ``self.lr``."""
+        return poly_lr(self.lr, step, total, self.hp.poly_exponent)
+
     def build_augmenter(self):
         if self.augmentation == "none" or not self.hp.augment:
             return None
@@ -77,6 +84,11 @@ class PretextTask(OptimizationMixin):
         if self.augmentation == "intensity":
             aug.spatial_enabled = False
             aug.mirror_enabled = False
+        elif self.augmentation == "spatial":
+            for t in ("noise", "blur", "brightness", "contrast", "lowres", "gamma"):
+                setattr(aug, f"{t}_enabled", False)
+        elif self.augmentation != "all":
+            raise ValueError(f"unknown augmentation setting {self.augmentation!r} (none, intensity, spatial, all)")
         return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1))
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,32 +103,30 @@ class PretextTask(OptimizationMixin):
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
 
     def state_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f"net_{k}": m.state_dict() for k, m in self.modules().items()}
-        d.update({f"opt_{k}": o.state_dict() for k, o in self.optimizers().items()})
-        d["scalers"] = self.scaler_state()
-        d["generator"] = self.generator.get_state()
+        d: dict[str, Any] = {"networks": {k: m.state_dict() for k, m in self.modules().items()},
+                             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+                             "scalers": self.scaler_state(), "rng": self.rng.get_state()}
         if self.augmenter is not None:
             d["augmenter"] = self.augmenter.state_dict()
         return d
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         for k, m in self.modules().items():
-            m.load_state_dict(d[f"net_{k}"])
+            m.load_state_dict(d["networks"][k])
         for k, o in self.optimizers().items():
-            o.load_state_dict(d[f"opt_{k}"])
+            o.load_state_dict(d["optimizers"][k])
         self.load_scaler_state(d.get("scalers"))
-        if "generator" in d:
-            self.generator.set_state(d["generator"])
+        self.rng.set_state(d["rng"])
         if self.augmenter is not None and "augmenter" in d:
             self.augmenter.load_state_dict(d["augmenter"])
 
     # ------------------------------------------------------------------ helpers
     def rand(self, *shape: int) -> torch.Tensor:
         """Uniform random numbers from the task's own generator (saved with checkpoints)."""
-        return torch.rand(*shape, generator=self.generator)
+        return torch.rand(*shape, generator=self.rng)
 
     def randint(self, high: int, *shape: int) -> torch.Tensor:
-        return torch.randint(0, high, shape, generator=self.generator)
+        return torch.randint(0, high, shape, generator=self.rng)
 
 
 class ClassificationPretext(PretextTask):

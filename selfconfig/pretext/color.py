@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 #: ITU-R BT.601 luma weights (R, G, B)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: intensity transforms switched off for colourisation (per-channel changes alter the target)
-_INTENSITY_TRANSFORMS = ("noise", "blur", "brightness", "contrast", "lowres", "gamma")
 
 
 def rgb_channels(channel_names: dict[str, str]) -> slice | None:
@@ -134,10 +133,6 @@ class ColorizationPretext(PretextTask):
     def build(self) -> None:
         from selfconfig.networks import build_segmentation_network
 
-        # PretextTask keeps its random generator in ``self.generator``; here that name is the
-        # generator network, so the random generator moves to ``self.rng``.
-        rng = self.__dict__.get("rng", self.__dict__.get("generator"))
-        self.rng: torch.Generator = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(self.seed)
         cfg = self.data.config
         plan = cfg.network
         self.rgb = rgb_channels(self.data.plans.channel_names)
@@ -147,19 +142,6 @@ class ColorizationPretext(PretextTask):
         self.discriminator = PatchDiscriminator(cfg.dim, 4, patch_size=cfg.patch_size).to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
-
-    def build_augmenter(self):
-        """nnU-Net's spatial transforms and mirroring; every intensity transform off."""
-        if not self.hp.augment:
-            return None
-        from selfconfig.augment import BatchAugmenter, default_augmentation_config
-
-        cfg = self.data.config
-        anisotropic = cfg.dim == 3 and max(cfg.spacing) / min(cfg.spacing) > cfg.anisotropy_threshold
-        aug = default_augmentation_config(cfg.dim, anisotropic)
-        for t in _INTENSITY_TRANSFORMS:
-            setattr(aug, f"{t}_enabled", False)
-        return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1))
 
     def transferable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.generator.state_dict().items()}
@@ -238,31 +220,3 @@ class ColorizationPretext(PretextTask):
         logs = {f"val_{k}": float(np.mean([o[k] for o in outputs])) for k in outputs[0]}
         logs["val_neg_l1"] = -logs["val_l1"]
         return logs
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """As :meth:`PretextTask.state_dict`, with the random generator saved as ``rng``."""
-        d: dict[str, Any] = {f"net_{k}": m.state_dict() for k, m in self.modules().items()}
-        d.update({f"opt_{k}": o.state_dict() for k, o in self.optimizers().items()})
-        d["scalers"] = self.scaler_state()
-        d["rng"] = self.rng.get_state()
-        if self.augmenter is not None:
-            d["augmenter"] = self.augmenter.state_dict()
-        return d
-
-    def load_state_dict(self, d: dict[str, Any]) -> None:
-        for k, m in self.modules().items():
-            m.load_state_dict(d[f"net_{k}"])
-        for k, o in self.optimizers().items():
-            o.load_state_dict(d[f"opt_{k}"])
-        self.load_scaler_state(d.get("scalers"))
-        if "rng" in d:
-            self.rng.set_state(d["rng"])
-        if self.augmenter is not None and "augmenter" in d:
-            self.augmenter.load_state_dict(d["augmenter"])
-
-    def rand(self, *shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=self.rng)
-
-    def randint(self, high: int, *shape: int) -> torch.Tensor:
-        return torch.randint(0, high, shape, generator=self.rng)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from selfconfig.cli.common import add_log_file
+from selfconfig.cli.common import LogFile
 from selfconfig.data.loader import batch_stream
 from selfconfig.data.sampler import CaseRef, PatchSampler
 from selfconfig.errors import CheckpointError, ConfigurationError
@@ -85,12 +85,8 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
         if overwrite:
             for p in out_dir.glob("checkpoint*.pt"):
                 p.unlink()
-        handler = add_log_file(out_dir / "pretraining.log")
-        try:
+        with LogFile(out_dir / "pretraining.log"):
             return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
-        finally:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
 
 
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:

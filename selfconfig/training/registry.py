@@ -4,6 +4,7 @@ the group ``selfconfig.trainers`` finds a user's trainer without editing the ins
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 from importlib.metadata import entry_points
@@ -55,9 +56,13 @@ def get_trainer(name: str) -> type:
         try:
             if module.endswith(".py") or "/" in module:
                 path = Path(module).resolve()
-                spec = importlib.util.spec_from_file_location(path.stem, path)
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path} does not exist")
+                # a private module name: a user file named like an installed module must not replace it
+                mod_name = f"selfconfig_user_trainers.{path.stem}_{abs(hash(str(path))) % 10**8}"
+                spec = importlib.util.spec_from_file_location(mod_name, path)
                 mod = importlib.util.module_from_spec(spec)
-                sys.modules[path.stem] = mod
+                sys.modules[mod_name] = mod
                 spec.loader.exec_module(mod)
             else:
                 mod = importlib.import_module(module)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,7 +71,7 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     defaults. When resuming, the saved hyperparameters are used and only ``epochs`` may change
     (asking a finished run for more epochs extends it).
     """
-    from selfconfig.cli.common import add_log_file
+    from selfconfig.cli.common import LogFile
     from selfconfig.training.context import pick_device
 
     device = device or pick_device()
@@ -86,17 +87,12 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
         raise ConfigurationError(
             f"{run_dir} already holds an {what} run ({existing.name}); use --continue to resume or extend it "
             f"(e.g. with more --epochs), or --overwrite to start again")
-    if overwrite:
-        for p in run_dir.glob("checkpoint_*.pt"):
-            p.unlink()
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh start: no old log, validation or checkpoints
         existing = None
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_log_file(run_dir / "training.log")
-    try:
+    with LogFile(run_dir / "training.log"):
         return _train(trainer, run, hp, existing if continue_training else None, progress, overrides)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: Path | None,

@@ -22,29 +22,6 @@ from selfconfig.training.api import train
 TINY_HP = {"epochs": 1, "iters_per_epoch": 1, "val_iters": 1, "num_workers": 0, "final_validation": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads made a tiny
-    run 10-20x slower whenever other processes were busy (measured: 1.8 s vs 16-32 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The commands configure the root logger (console handler on the captured stderr, INFO level);
-    undo that so later tests neither log into a closed capture nor inherit the level."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-
-
 def _run(main, prog: str, args: list[str], capsys) -> tuple[int, str, str]:
     capsys.readouterr()
     code = run(main, [*map(str, args), "--no-progress"], prog=prog)
@@ -61,7 +38,6 @@ def _assert_one_clear_error(code: int, err: str, prog: str, *keywords: str) -> s
     assert line.startswith(f"{prog}: error: "), line
     for k in keywords:
         assert k.lower() in line.lower(), f"{k!r} not in {line!r}"
-    print("ERRLINE", line)
     return line
 
 

@@ -23,16 +23,6 @@ from selfconfig.training.api import train
 LABELS = {0, 1, 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads made a tiny
-    run 10-20x slower whenever other processes were busy (measured: 1.8 s vs 16-32 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _trained(planned, roots, name: str, hp: dict, **kw):
     planned(name, **kw)
     return train("Scratch", name, fold=0, hyperparameters={**hp, "final_validation": False}, roots=roots,
@@ -90,7 +80,6 @@ def test_predict_3d_nifti_keeps_affine_shape_and_dtype(planned, roots, tmp_path,
         assert values <= LABELS, (name, values)
 
 
-@pytest.mark.slow
 def test_predict_3d_with_mirroring_and_probabilities(planned, roots, tmp_path, fast_hp):
     """Mirroring (8 flips in 3D) and --save-probabilities: probabilities on the input grid sum to
     one and the written label map is their argmax."""

@@ -26,8 +26,9 @@ def test_classifier_hidden_head():
     net = build_classification_network(plain_plan(2, num_classes=4, hidden=7))
     assert net.hidden[0].out_features == 7 and net.head.in_features == 7
     assert net(torch.randn(2, 1, 32, 32)).shape == (2, 4)
-    assert set(net.parameter_groups()["head"]) == {
-        "hidden.0.weight", "hidden.0.bias", "head.weight", "head.bias"}
+    groups = net.parameter_groups()
+    assert set(groups["hidden"]) == {"hidden.0.weight", "hidden.0.bias"}
+    assert set(groups["head"]) == {"head.weight", "head.bias"}
 
 
 def test_pretext_network_shares_the_encoder_layout(plan3d):

@@ -32,7 +32,7 @@ def _networks():
 def test_groups_partition_the_state_dict(name, net):
     groups = net.parameter_groups()
     keys = list(net.state_dict().keys())
-    parts = [k for g in ("encoder", "decoder", "head") for k in groups.get(g, [])]
+    parts = [k for g in ("encoder", "decoder", "hidden", "head") for k in groups.get(g, [])]
     assert sorted(parts) == sorted(keys)  # every key exactly once
     assert len(parts) == len(set(parts))
     assert groups["stem"] and set(groups["stem"]) <= set(groups["encoder"])

@@ -119,7 +119,8 @@ def test_state_dict_round_trip_and_spatial_only_augmentation():
     assert not any(getattr(aug, f"{t}_enabled") for t in ("noise", "blur", "brightness", "contrast", "lowres",
                                                             "gamma"))
     d = task.state_dict()
-    assert {"net_generator", "net_discriminator", "opt_opt_g", "opt_opt_d", "rng", "augmenter"} <= set(d)
+    assert set(d["networks"]) == {"generator", "discriminator"} and set(d["optimizers"]) == {"opt_g", "opt_d"}
+    assert {"rng", "augmenter"} <= set(d)
     other = _task()
     torch.nn.init.zeros_(other.generator.seg_layers[-1].weight)
     other.load_state_dict(d)
@@ -258,11 +259,12 @@ def test_resumed_pretraining_equals_uninterrupted(planned, roots, tmp_path, monk
 
     a = torch.load(ref.checkpoint.parent / "checkpoint_final.pt", weights_only=True)
     b = torch.load(out / "checkpoint_final.pt", weights_only=True)
-    for net in ("net_generator", "net_discriminator"):
-        differ = [k for k in a["module"][net] if not torch.equal(a["module"][net][k], b["module"][net][k])]
+    for net in ("generator", "discriminator"):
+        na, nb = a["module"]["networks"][net], b["module"]["networks"][net]
+        differ = [k for k in na if not torch.equal(na[k], nb[k])]
         assert not differ, f"{net}: {differ[:3]}"
-    for opt in ("opt_opt_g", "opt_opt_d"):
-        sa, sb = a["module"][opt]["state"], b["module"][opt]["state"]
+    for opt in ("opt_g", "opt_d"):
+        sa, sb = a["module"]["optimizers"][opt]["state"], b["module"]["optimizers"][opt]["state"]
         assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
     for k in ("train_loss", "train_l1", "train_accuracy", "val_l1", "val_accuracy"):
         assert a["loop"]["history"][k] == b["loop"]["history"][k], k

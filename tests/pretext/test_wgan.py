@@ -156,8 +156,9 @@ def test_train_steps_update_critic_every_step_and_generator_every_n_critic():
     data = _fake_data(PLAN3D, (16, 16, 16))
     task = _ProgressiveWGAN(data, TrainingConfig(precision="fp32"), torch.device("cpu"), seed=3)
     assert task.levels == [[1, 1, 1], [1, 2, 2], [2, 4, 4]]
-    assert set(task.state_dict()) >= {"net_critic", "net_image_generator", "opt_opt_critic", "opt_opt_generator",
-                                      "generator"}
+    d = task.state_dict()
+    assert set(d["networks"]) == {"critic", "image_generator"} and set(d["optimizers"]) == {"opt_critic", "opt_generator"}
+    assert "rng" in d
     # the critic is the target classifier less its output layer
     target = build_classification_network(PLAN3D)
     tsd, csd = target.state_dict(), task.critic.state_dict()
@@ -230,21 +231,18 @@ def _check_transfer(roots, name: str, build) -> None:
     assert len(final["initialization"]["transfer"]["copied"]) == len(encoder_keys)
 
 
-@pytest.mark.slow
 def test_pretrain_and_transfer_3d_classification(planned, roots):
     planned("WC", task="classification", dim=3, shape=(16, 16, 16), n_train=4, n_test=1, n_un=1)
     _check_pretraining(roots, "WC")
     _check_transfer(roots, "WC", build_classification_network)
 
 
-@pytest.mark.slow
 def test_pretrain_and_transfer_2d_segmentation(planned, roots):
     planned("WS", task="segmentation", dim=2, shape=(1, 48, 48), n_train=4, n_test=1, n_un=1)
     _check_pretraining(roots, "WS")
     _check_transfer(roots, "WS", build_segmentation_network)
 
 
-@pytest.mark.slow
 def test_resume_equals_uninterrupted(planned, roots, monkeypatch):
     from selfconfig.pretext.run import pretrain
     from selfconfig.training.checkpoint import load_checkpoint
@@ -279,10 +277,10 @@ def test_resume_equals_uninterrupted(planned, roots, monkeypatch):
     assert load_checkpoint(out / "checkpoint_latest.pt")["loop"]["epoch"] == 1
     pretrain(SurrogateWGAN, data, hp, cpu, progress=False, continue_training=True)
     module, hist = final_state()
-    for net in ("net_critic", "net_image_generator"):
-        for k, v in ref_module[net].items():
-            assert torch.equal(v, module[net][k]), f"{net}.{k}"
-    assert torch.equal(ref_module["generator"], module["generator"])
+    for net in ("critic", "image_generator"):
+        for k, v in ref_module["networks"][net].items():
+            assert torch.equal(v, module["networks"][net][k]), f"{net}.{k}"
+    assert torch.equal(ref_module["rng"], module["rng"])
     for k in ("train_loss", "train_wasserstein", "val_accuracy", "val_wasserstein"):
         assert hist[k] == ref_hist[k], k
 

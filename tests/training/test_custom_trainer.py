@@ -37,16 +37,6 @@ MODULE_TEXT = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads made a tiny
-    run 10-20x slower whenever other processes were busy (measured: 1.8 s vs 16-32 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     """Write the user's module into a folder outside the package; forget it afterwards."""
@@ -71,7 +61,10 @@ def _check_run(result, roots, name: str, config: str, record, module: str) -> No
     assert result.run_dir == run_dir
     assert (run_dir / "checkpoint_final.pt").is_file()
     calls = _calls(record)
-    assert [c["hook"] for c in calls] == ["build_optimizer"] and calls[0]["module"] == module
+    assert [c["hook"] for c in calls] == ["build_optimizer"]
+    # a module path imports under its own name; a file path under a private name (a user file
+    # named like an installed module must not replace it)
+    assert calls[0]["module"] == module or calls[0]["module"].startswith(f"selfconfig_user_trainers.{module}_")
     ckpt = torch.load(run_dir / "checkpoint_final.pt", weights_only=True)
     assert ckpt["trainer"] == "MyTrainer"
     assert ckpt["trainer_class"].endswith(":MyTrainer")

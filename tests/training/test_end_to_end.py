@@ -15,15 +15,6 @@ from selfconfig.plans import Plans
 from selfconfig.training.api import train
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads made a tiny
-    run 10-20x slower whenever other processes were busy (measured: 1.8 s vs 16-32 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 COMBOS = {
     # id: (planned kwargs, final validation on?)
     "3d-seg": (dict(task="segmentation", dim=3), True),
@@ -135,6 +126,23 @@ def test_training_log_records_epochs_via_api(planned, roots, fast_hp):
         root.setLevel(old)
     text = (result.run_dir / "training.log").read_text()
     assert "epoch 1/2" in text and "epoch 2/2" in text, f"training.log holds: {text!r}"
+
+
+def test_train_leaves_the_callers_logging_configuration_alone(planned, roots, fast_hp):
+    """The API never prints: after a run the caller's root logger level is what it was."""
+    planned("TLOGL", task="classification", dim=2, rgb=True, shape=(32, 32))
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.WARNING)
+    handlers = list(root.handlers)
+    try:
+        train("Scratch", "TLOGL", fold=0, hyperparameters={**fast_hp, "epochs": 1, "iters_per_epoch": 1,
+                                                             "final_validation": False},
+              roots=roots, progress=False)
+        assert list(root.handlers) == handlers, "train() left a handler on the root logger"
+        assert root.level == logging.WARNING, f"root logger level is {logging.getLevelName(root.level)} after train()"
+    finally:
+        root.setLevel(old)
 
 
 def _train_ids(run_dir) -> list[str]:

@@ -16,16 +16,6 @@ from selfconfig.training.modules import SupervisedModule
 NAME = "TRES"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads made a tiny
-    run 10-20x slower whenever other processes were busy (measured: 1.8 s vs 16-32 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _hp(fast_hp, **kw) -> dict:
     # fp32: bf16 autocast would make the comparison depend on rounding; checkpoint_every=1
     return {**fast_hp, "precision": "fp32", "checkpoint_every": 1, "final_validation": False, **kw}
@@ -126,15 +116,16 @@ def test_graceful_ctrl_c_mid_epoch_resumes_to_same_weights(planned, roots, tmp_p
             signal.raise_signal(signal.SIGINT)
         return logs
 
+    handler_before = signal.getsignal(signal.SIGINT)
     with monkeypatch.context() as m:
         m.setattr(SupervisedModule, "train_step", step_then_ctrl_c)
         with pytest.raises(KeyboardInterrupt):
             _run(roots, hp)
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the loop restored the previous handler
     run_dir = roots.results / NAME / "Scratch__selfconfigPlans__2d" / "frac_1.0" / "fold_0"
     latest = torch.load(run_dir / "checkpoint_latest.pt", weights_only=True)
     assert latest["loop"]["global_step"] == 3 and latest["loop"]["step_in_epoch"] == 1
     assert not (run_dir / "checkpoint_final.pt").exists()
-    assert signal.getsignal(signal.SIGINT) is not None  # the loop restored the previous handler
 
     resumed = _run(roots, hp, continue_training=True)
     _assert_same_weights(ref["ckpt"], _final(run_dir))
