@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
           "(a shared page counts in every process that maps it) and PSS (shared pages split between "
           "the processes) over the process tree; single-process RSS is what /usr/bin/time -v reports.")
     write_json(out_json, {"benchmark": "plan_preprocess", "cases": args.cases, "repeats": args.repeats,
-                          "num_processes": args.num_processes, "machine": info, "loadavg_before": load_before, "summary": summary,
+                          "num_processes": args.num_processes, "machine": info, "loadavg_before": load_before,
+                          "summary": summary,
                           "commands": {label: cmd for label, cmd, _ in jobs},
                           "runs": {k: v for k, v in runs.items()}})
     print(f"\nJSON written to {out_json}")

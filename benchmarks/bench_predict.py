@@ -117,7 +117,8 @@ def setup_nnunet(s: Setup, src: Path) -> dict:
     fresh_dir(s.nn_res)
     print("set-up: nnU-Net fingerprint + plan ...", file=sys.stderr, flush=True)
     run_checked([nnunet_exe("nnUNetv2_extract_fingerprint"), "-d", str(NNUNET_DATASET_ID), "-np", "2"],
-                env=s.nn_env, cwd=s.work, log=s.logs / "setup_nnunet_fingerprint.log", what="nnUNetv2_extract_fingerprint")
+                env=s.nn_env, cwd=s.work, log=s.logs / "setup_nnunet_fingerprint.log",
+                what="nnUNetv2_extract_fingerprint")
     run_checked([nnunet_exe("nnUNetv2_plan_experiment"), "-d", str(NNUNET_DATASET_ID)],
                 env=s.nn_env, cwd=s.work, log=s.logs / "setup_nnunet_plan.log", what="nnUNetv2_plan_experiment")
     print("set-up: nnU-Net model with selfconfig's plan ...", file=sys.stderr, flush=True)
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         tools.append("nnU-Net v2 (fp32)")
     mirror_settings = {"off": [False], "on": [True], "both": [False, True]}[args.mirroring]
 
+    args.load_before = machine_info().get("loadavg_1_5_15")
     runs: dict[str, list[Measurement]] = {}
     for rep in range(args.repeats):
         for mirroring in mirror_settings:
@@ -237,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(runs, tools, mirror_settings, args.cases)
     print_report(summary, sc_info, nn_info, args)
     write_json(out_json, {"benchmark": "predict", "cases": args.cases, "repeats": args.repeats, "plan": args.plan,
-                          "step_size": args.step_size, "machine": machine_info(),
+                          "step_size": args.step_size, "machine": machine_info(), "loadavg_before": args.load_before,
                           "selfconfig_network": {k: v for k, v in sc_info.items() if k != "parameter_shapes"},
                           "nnunet_network": nn_info and {k: v for k, v in nn_info.items() if k != "parameter_shapes"},
-                          "identical_parameter_shapes": nn_info and nn_info["parameter_shapes"] == sc_info["parameter_shapes"],
+                          "identical_parameter_shapes":
+                              nn_info and nn_info["parameter_shapes"] == sc_info["parameter_shapes"],
                           "summary": summary, "runs": runs})
     print(f"\nJSON written to {out_json}")
     return 0 if all(r.ok for ms in runs.values() for r in ms) else 1
@@ -269,8 +272,10 @@ def summarise(runs: dict[str, list[Measurement]], tools: list[str], mirror_setti
 
 def print_report(summary: list[dict], sc_info: dict, nn_info: dict | None, args: argparse.Namespace) -> None:
     info = machine_info()
-    print(f"\n### Prediction, LUNG_LOBES 3D, {args.cases} test cases, {args.repeats} repetition(s), plan '{args.plan}'; "
-          f"{info.get('cpus')} CPUs, load average {info.get('loadavg_1_5_15')}\n")
+    print(f"\n### Prediction, LUNG_LOBES 3D, {args.cases} test cases, {args.repeats} repetition(s), "
+          f"plan '{args.plan}'; "
+          f"{info.get('cpus')} CPUs, load average (1/5/15 min) {args.load_before} before, "
+          f"{info.get('loadavg_1_5_15')} after\n")
     print(f"Network: patch {sc_info['patch_size']}, features {sc_info['features_per_stage']}; parameters "
           f"selfconfig {sc_info['parameters']:,}" + (f", nnU-Net {nn_info['parameters']:,} (identical parameter "
           f"shapes: {nn_info['parameter_shapes'] == sc_info['parameter_shapes']})" if nn_info else "") + "\n")

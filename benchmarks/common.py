@@ -312,7 +312,8 @@ def make_lung_lobes(raw_root: Path, n_train: int, n_test: int, seed: int = 0) ->
     meta = out / "dataset.json"
     if meta.is_file():
         d = json.loads(meta.read_text())
-        if (d.get("numTraining"), d.get("numTest"), d.get("numUnlabeled"), d.get("bench_seed")) == (n_train, n_test, 0, seed) \
+        wanted = (n_train, n_test, 0, seed)
+        if (d.get("numTraining"), d.get("numTest"), d.get("numUnlabeled"), d.get("bench_seed")) == wanted \
                 and len(list((out / "imagesTr").glob("*.nii.gz"))) == n_train \
                 and len(list((out / "imagesTs").glob("*.nii.gz"))) == n_test:
             return out

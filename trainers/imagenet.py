@@ -35,8 +35,14 @@ class ImageNet(Trainer):
         cfg = data.config
         kind = cfg.network.encoder.kind
         if kind not in IMAGENET_ENCODERS:
-            choices = [n for n, c in data.plans.configurations.items() if c.network.encoder.kind in IMAGENET_ENCODERS]
-            hint = f"use -c {choices[0]}" if choices else "plan with a planner that adds ImageNet configurations"
+            compatible = {n: c for n, c in data.plans.configurations.items()
+                          if c.network.encoder.kind in IMAGENET_ENCODERS}
+            two_d = [n for n, c in compatible.items() if c.dim == 2]
+            three_d = [n for n, c in compatible.items() if c.dim == 3]
+            if two_d:
+                hint = f"use -c {two_d[0]}" + (f" (or -c {three_d[0]} --inflate-3d)" if three_d else "")
+            else:
+                hint = "plan with a planner that adds ImageNet configurations (e.g. -pl DefaultPlanner)"
             raise IncompatibleDatasetError(
                 f"ImageNet needs an ImageNet-compatible encoder, but configuration {data.configuration} of "
                 f"{data.dataset} has a plain encoder; {hint}")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from selfconfig.errors import PlansError
 
-NORMS = ("instance", "batch")
+NORMS = ("instance", "batch", "layer")
 NONLINS = ("leaky_relu", "relu", "relu6")
 
 
@@ -51,8 +51,12 @@ def max_pool_op(dim: int) -> type[nn.Module]:
 
 
 def norm_layer(kind: str, dim: int, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
-    """Instance norm (affine, as nnU-Net) or batch norm over ``channels``."""
+    """Instance norm (affine, as nnU-Net), batch norm, or layer norm (one group over all channels
+    and voxels of a sample: keeps the channels' relative magnitudes, which global pooling needs,
+    and is per sample, which a WGAN-GP critic needs)."""
     _check_dim(dim)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels, eps=eps, affine=True)
     if kind == "instance":
         op = nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d
         return op(channels, eps=eps, affine=True)

@@ -1,0 +1,83 @@
+"""Fast checks of the benchmark helpers (not part of the default suite, whose testpaths is tests/).
+
+Run: .venv/bin/python -m pytest benchmarks/test_benchmarks.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import nnunet_make_model  # noqa: E402
+
+CHILD = textwrap.dedent("""
+    import multiprocessing as mp, sys, time
+    def hold(mb):
+        block = bytearray(mb * 1024 * 1024)   # zero-filled, so every page is touched
+        time.sleep(1.0)
+        return len(block)
+    if __name__ == "__main__":
+        with mp.get_context("spawn").Pool(2) as pool:
+            print(pool.map(hold, [80, 80]))
+""")
+
+
+def test_tree_sampler_sums_the_worker_processes(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    m = common.run_measured("child", [sys.executable, str(script)], log=tmp_path / "child.log", timeout=60)
+    assert m.ok, Path(m.log).read_text()
+    # two workers hold 80 MB each at the same time: the tree holds more than either one
+    assert m.peak_tree_pss_mb > 160
+    assert m.peak_tree_rss_mb >= m.peak_tree_pss_mb
+    assert m.max_single_rss_mb < m.peak_tree_rss_mb
+    assert m.max_processes >= 3
+
+
+def test_run_measured_reports_failure_and_timeout(tmp_path):
+    bad = common.run_measured("bad", [sys.executable, "-c", "raise SystemExit(3)"], log=tmp_path / "bad.log")
+    assert bad.returncode == 3 and not bad.ok
+    slow = common.run_measured("slow", [sys.executable, "-c", "import time; time.sleep(30)"],
+                               log=tmp_path / "slow.log", timeout=0.5)
+    assert slow.returncode == -9 and slow.wall_s < 10
+
+
+def test_nnunet_dataset_has_the_keys_nnunet_reads(tmp_path):
+    src = tmp_path / "LUNG_LOBES"
+    for sub in ("imagesTr", "labelsTr"):
+        (src / sub).mkdir(parents=True)
+    for i in range(2):
+        (src / "imagesTr" / f"LOBES_{i:03d}_0000.nii.gz").write_bytes(b"x")
+        (src / "labelsTr" / f"LOBES_{i:03d}.nii.gz").write_bytes(b"y")
+    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1},
+                                                  "file_ending": ".nii.gz", "numTraining": 2}))
+    out = common.make_nnunet_dataset(src, tmp_path / "nnraw")
+    meta = json.loads((out / "dataset.json").read_text())
+    assert out.name == "Dataset501_LungLobes"
+    assert meta["numTraining"] == 2 and meta["file_ending"] == ".nii.gz" and meta["labels"]["a"] == 1
+    assert sorted(p.name for p in (out / "imagesTr").iterdir()) == ["LOBES_000_0000.nii.gz", "LOBES_001_0000.nii.gz"]
+
+
+def test_nnunet_configuration_copies_selfconfig_topology():
+    sc_config = {
+        "patch_size": [20, 40, 40], "spacing": [5.0, 3.5, 3.5], "batch_size": 2, "median_shape": [44, 101, 101],
+        "normalization": ["ct"], "resample_order_image": 3, "resample_order_label": 1,
+        "separate_z_resampling": False,
+        "network": {"dim": 3, "encoder": {"kind": "plain", "features_per_stage": [16, 32, 64],
+                                          "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [1, 2, 2]],
+                                          "n_conv_per_stage": [2, 2, 2], "norm": "instance", "nonlin": "leaky_relu"},
+                    "decoder": {"n_conv_per_stage": [2, 2]}},
+    }
+    base = {"patch_size": [48, 112, 112], "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0}}
+    cfg = nnunet_make_model.nnunet_configuration(base, {}, sc_config)
+    kw = cfg["architecture"]["arch_kwargs"]
+    assert cfg["patch_size"] == [20, 40, 40] and cfg["normalization_schemes"] == ["CTNormalization"]
+    assert kw["n_stages"] == 3 and kw["features_per_stage"] == [16, 32, 64]
+    assert kw["strides"] == [[1, 1, 1], [2, 2, 2], [1, 2, 2]] and kw["n_conv_per_stage_decoder"] == [2, 2]
+    assert kw["norm_op"].endswith("InstanceNorm3d") and kw["nonlin"] == "torch.nn.LeakyReLU"
+    assert cfg["resampling_fn_data_kwargs"]["is_seg"] is False and cfg["resampling_fn_data_kwargs"]["order"] == 3
