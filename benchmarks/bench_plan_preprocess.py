@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (NNUNET_DATASET_ID, SELFCONFIG_DATASET_NAME, Measurement,  # noqa: E402
-                    fmt, fresh_dir, machine_info, make_lung_lobes, make_nnunet_dataset, markdown_table, median,
-                    nnunet_env, nnunet_exe, nnunet_missing_reason, ratio, run_measured, selfconfig_env,
+from common import (NNUNET_DATASET_ID, SELFCONFIG_DATASET_NAME, Measurement, fmt, fmt_ratio,  # noqa: E402
+                    fresh_dir, machine_info, make_lung_lobes, make_nnunet_dataset, markdown_table, median,
+                    nnunet_env, nnunet_exe, nnunet_missing_reason, run_measured, selfconfig_env,
                     selfconfig_exe, write_json)
 
 DEFAULT_SELFCONFIG_VARIANTS = ["", "--gpu-memory-gb 8"]
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{fmt(s['median_wall_s'])} ({fmt(s['min_wall_s'])}-{fmt(s['max_wall_s'])})",
                      fmt(s["median_peak_tree_rss_mb"], 0), fmt(s["median_peak_tree_pss_mb"], 0),
                      fmt(s["median_max_single_rss_mb"], 0),
-                     fmt(ratio(s["median_wall_s"], base and base["median_wall_s"]), 2) + "x",
-                     fmt(ratio(s["median_peak_tree_pss_mb"], base and base["median_peak_tree_pss_mb"]), 2) + "x"])
+                     fmt_ratio(s["median_wall_s"], base and base["median_wall_s"]),
+                     fmt_ratio(s["median_peak_tree_pss_mb"], base and base["median_peak_tree_pss_mb"])])
     info = machine_info()
     print(f"\n### Plan + preprocess, {args.cases} cases LUNG_LOBES (3D), -np {args.num_processes}, "
           f"{args.repeats} repetition(s); {info.get('cpus')} CPUs, load average (1/5/15 min) {load_before} "

@@ -37,8 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (BENCH_DIR, NNUNET_DATASET_ID, NNUNET_DATASET_NAME, SELFCONFIG_DATASET_NAME,  # noqa: E402
-                    Measurement, fail, fmt, fresh_dir, machine_info, make_lung_lobes, make_nnunet_dataset,
-                    markdown_table, median, nnunet_env, nnunet_exe, nnunet_missing_reason, ratio, run_checked,
+                    Measurement, fail, fmt, fmt_ratio, fresh_dir, machine_info, make_lung_lobes, make_nnunet_dataset,
+                    markdown_table, median, nnunet_env, nnunet_exe, nnunet_missing_reason, run_checked,
                     run_measured, selfconfig_env, selfconfig_exe, write_json)
 
 NNUNET_MODEL = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -287,7 +287,7 @@ def print_report(summary: list[dict], sc_info: dict, nn_info: dict | None, args:
         b = base.get(r["mirroring"])
         rows.append([r["tool"], r["mirroring"], fmt(r["median_wall_n_cases_s"]), fmt(r["median_wall_1_case_s"]),
                      fmt(r["per_case_s"], 2), fmt(r["startup_s"]),
-                     fmt(ratio(r["per_case_s"], b and b["per_case_s"]), 2) + "x",
+                     fmt_ratio(r["per_case_s"], b and b["per_case_s"]),
                      fmt(r["median_peak_tree_pss_mb"], 0), fmt(r["median_peak_tree_rss_mb"], 0)])
     print(markdown_table(header, rows))
     print("\nper case = (t(N) - t(1)) / (N - 1); start-up = t(1) - per case; medians of the repetitions. "

@@ -267,6 +267,12 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` as ``0.58x``; ``n/a`` when either is missing."""
+    r = ratio(a, b)
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -14,6 +14,7 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iters-per-epoch", type=int)
     g.add_argument("--val-iters", type=int, help="validation batches per epoch")
     g.add_argument("--lr", type=float, help="initial learning rate")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], help="default: adamw on CPU, sgd (nnU-Net's) on GPU")
     g.add_argument("--batch-size", type=int, help="default: the plans' batch size")
     g.add_argument("--seed", type=int)
     g.add_argument("--num-workers", type=int, help="background loader processes")
@@ -33,7 +34,7 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
                    help="skip predicting the validation cases at the end")
 
 
-HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "batch_size", "seed", "num_workers", "checkpoint_every",
+HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "class_weights", "augment", "final_validation", "precision", "pretrain_epochs", "pretrain_iters_per_epoch",
            "pretrain_lr", "pretrained_weights", "inflate_3d")
 

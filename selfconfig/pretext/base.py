@@ -36,8 +36,8 @@ class PretextTask(OptimizationMixin):
     #: labels are geometric, so no flips/rotations), "spatial" (flips/rotations/scaling only: the
     #: target is an intensity, e.g. colour) or "all"
     augmentation = "intensity"
-    #: default initial learning rate (``--pretrain-lr`` overrides)
-    default_lr = 1e-2
+    #: default initial learning rate (``--pretrain-lr`` overrides); None: the training ``lr``
+    default_lr: float | None = None
     #: precision this task needs whatever ``--precision`` says (e.g. "fp32" for a gradient
     #: penalty's double backward); None follows the hyperparameters
     required_precision: str | None = None
@@ -47,7 +47,7 @@ class PretextTask(OptimizationMixin):
         self.hp = hp
         self.seed = seed
         self.rng = torch.Generator().manual_seed(seed)  # the task's own randomness, saved in checkpoints
-        self.lr = hp.pretrain_lr or self.default_lr
+        self.lr = hp.pretrain_lr or self.default_lr or hp.lr
         self._setup_optimization(device, self.required_precision or hp.precision, hp.grad_clip, self.learning_rate)
         self.augmenter = self.build_augmenter()
         self.build()
@@ -144,8 +144,9 @@ class ClassificationPretext(PretextTask):
         plan = self.data.config.network
         self.network = build_pretext_network(plan, self.num_outputs).to(self.device)
         init_weights_xavier(self.network)
-        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=self.lr, momentum=self.hp.momentum,
-                                         nesterov=self.hp.nesterov, weight_decay=self.hp.weight_decay)
+        from selfconfig.training.trainer import make_optimizer
+
+        self.optimizer = make_optimizer(self.network.parameters(), self.hp, self.lr)
 
     def make_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

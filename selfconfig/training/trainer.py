@@ -30,6 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
+def make_optimizer(params, hp: TrainingConfig, lr: float) -> torch.optim.Optimizer:
+    """``hp.optimizer``: "sgd" (Nesterov momentum, nnU-Net's) or "adamw"."""
+    from selfconfig.errors import ConfigurationError
+
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay)
+    if hp.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=hp.weight_decay)
+    raise ConfigurationError(f"optimizer {hp.optimizer!r} is not one of sgd, adamw")
+
+
 class Trainer:
     """Base trainer. Subclasses register with :func:`selfconfig.training.registry.register_trainer`."""
 
@@ -68,8 +79,7 @@ class Trainer:
         return {"init": "xavier"}
 
     def build_optimizer(self, network: nn.Module, hp: TrainingConfig) -> torch.optim.Optimizer:
-        return torch.optim.SGD(network.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
-                               weight_decay=hp.weight_decay)
+        return make_optimizer(network.parameters(), hp, hp.lr)
 
     def learning_rate(self, step: int, total: int, hp: TrainingConfig) -> float:
         return poly_lr(hp.lr, step, total, hp.poly_exponent)

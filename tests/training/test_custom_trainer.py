@@ -68,9 +68,11 @@ def _check_run(result, roots, name: str, config: str, record, module: str) -> No
     ckpt = torch.load(run_dir / "checkpoint_final.pt", weights_only=True)
     assert ckpt["trainer"] == "MyTrainer"
     assert ckpt["trainer_class"].endswith(":MyTrainer")
-    # the optimizer that trained is Adam: its state has moment estimates, SGD's has momentum buffers
-    opt_state = ckpt["module"]["optimizer"]["state"]
-    assert opt_state and all("exp_avg" in s and "momentum_buffer" not in s for s in opt_state.values())
+    # the optimizer that trained is the override's Adam (moment estimates, coupled weight decay),
+    # not the default AdamW (decoupled weight decay) nor SGD (momentum buffers)
+    opt = ckpt["module"]["optimizer"]
+    assert opt["state"] and all("exp_avg" in s and "momentum_buffer" not in s for s in opt["state"].values())
+    assert opt["param_groups"][0]["decoupled_weight_decay"] is False
 
 
 def test_module_colon_class_on_sys_path(user_module, planned, roots, fast_hp, monkeypatch):
