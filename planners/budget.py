@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from selfconfig.plans import Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, NetworkPlan
 
@@ -67,9 +69,31 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precis
     return flops / min(times) / 1e9
 
 
+def machine_key(precision: str, dim: int) -> str:
+    """What a throughput measurement depends on: CPU model, cores, threads, torch, precision."""
+    import os
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}|cpus={os.cpu_count()}|threads={torch.get_num_threads()}|torch={torch.__version__}|{precision}|{dim}d"
+
+
 class CpuBudgetModel:
+    """Seconds per training iteration. The effective throughput is measured once per machine and
+    kept in ``cache_file`` (in the preprocessed root), so that planning again on the same machine
+    gives the same plans and skips the measurement; ``remeasure`` ignores the cache."""
+
     def __init__(self, target_seconds: float = 1.0, gflops: float | None = None, measure: bool = True,
-                 precision: str = "auto"):
+                 precision: str = "auto", cache_file: Path | None = None, remeasure: bool = False):
         from selfconfig.precision import resolve_precision
 
         self.precision = resolve_precision(precision, "cpu")
@@ -77,17 +101,49 @@ class CpuBudgetModel:
         self._given = gflops
         self._measure = measure
         self._gflops: dict[int, float] = {}
+        self.cache_file = Path(cache_file) if cache_file else None
+        self.remeasure = remeasure
+
+    def _cached(self, key: str) -> float | None:
+        if self.remeasure or self.cache_file is None or not self.cache_file.is_file():
+            return None
+        try:
+            return float(json.loads(self.cache_file.read_text())[key])
+        except (KeyError, ValueError, OSError):
+            return None
+
+    def _store(self, key: str, value: float) -> None:
+        if self.cache_file is None:
+            return
+        from selfconfig.utils import write_json
+
+        data = {}
+        if self.cache_file.is_file():
+            try:
+                data = json.loads(self.cache_file.read_text())
+            except (ValueError, OSError):
+                data = {}
+        data[key] = round(value, 3)
+        write_json(self.cache_file, data)
 
     def gflops(self, dim: int) -> float:
         if self._given:
             return float(self._given)
         if dim not in self._gflops:
-            if self._measure:
+            if not self._measure:
+                self._gflops[dim] = 20.0  # a conservative 2-core figure when measuring is off
+                return self._gflops[dim]
+            key = machine_key(self.precision, dim)
+            cached = self._cached(key)
+            if cached is not None:
+                self._gflops[dim] = cached
+                log.info("effective CPU training throughput (%dD, %s): %.1f GFLOP/s, measured earlier on this "
+                         "machine (%s; --remeasure-cpu to measure again)", dim, self.precision, cached, self.cache_file)
+            else:
                 self._gflops[dim] = measure_effective_gflops(dim, precision=self.precision)
                 log.info("measured effective CPU training throughput (%dD, %s): %.1f GFLOP/s", dim,
                          self.precision, self._gflops[dim])
-            else:
-                self._gflops[dim] = 20.0  # a conservative 2-core figure when measuring is off
+                self._store(key, self._gflops[dim])
         return self._gflops[dim]
 
     def cost_per_sample(self, net: NetworkPlan, patch: list[int], task: str) -> float:

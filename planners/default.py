@@ -43,7 +43,8 @@ class DefaultPlanner:
 
     def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
                  cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
-                 plans_name: str | None = None, measure: bool = True):
+                 plans_name: str | None = None, measure: bool = True, throughput_cache=None,
+                 remeasure_cpu: bool = False):
         self.info = info
         self.fp = fingerprint
         self.dim = int(fingerprint["dim"])
@@ -53,7 +54,8 @@ class DefaultPlanner:
             self.budget_model = GpuBudgetModel(gpu_memory_gb)
         else:
             self.device = "cpu"
-            self.budget_model = CpuBudgetModel(cpu_target_seconds, gflops=cpu_gflops, measure=measure)
+            self.budget_model = CpuBudgetModel(cpu_target_seconds, gflops=cpu_gflops, measure=measure,
+                                               cache_file=throughput_cache, remeasure=remeasure_cpu)
 
     # ------------------------------------------------------------------ spacing
     def fullres_target_spacing(self) -> list[float]:

@@ -17,6 +17,7 @@ from selfconfig.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 DEFAULT_PLANS_NAME = "selfconfigPlans"
+CPU_THROUGHPUT_CACHE = ".cpu_throughput.json"  # in the preprocessed root: one measurement per machine
 
 
 def plans_file(preprocessed_dir: Path, plans_name: str = DEFAULT_PLANS_NAME) -> Path:
@@ -49,7 +50,8 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
                         planner: str | None = None, num_processes: int = 2, verify_only: bool = False,
                         gpu_memory_gb: float | None = None, cpu_target_seconds: float = 1.0,
                         cpu_gflops: float | None = None, roots: Roots | None = None,
-                        progress: bool = True, plans_name: str | None = None) -> PlanAndPreprocessResult:
+                        progress: bool = True, plans_name: str | None = None,
+                        remeasure_cpu: bool = False) -> PlanAndPreprocessResult:
     """Verify the raw dataset, write fingerprint.json and the plans, and preprocess every split.
 
     Nothing is written when verification finds a problem (it raises VerificationError listing all).
@@ -58,11 +60,11 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
 
     with WorkerPool(num_processes) as pool:
         return _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb,
-                                    cpu_target_seconds, cpu_gflops, roots, progress, plans_name)
+                                    cpu_target_seconds, cpu_gflops, roots, progress, plans_name, remeasure_cpu)
 
 
 def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb, cpu_target_seconds,
-                         cpu_gflops, roots, progress, plans_name) -> PlanAndPreprocessResult:
+                         cpu_gflops, roots, progress, plans_name, remeasure_cpu) -> PlanAndPreprocessResult:
     from planners import get_planner
 
     t0 = time.perf_counter()
@@ -81,7 +83,8 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
         add_classification_counts(fp, info, [c.label for c in cases["train"]])
     planner_cls = get_planner(planner)
     p = planner_cls(info, fp, gpu_memory_gb=gpu_memory_gb, cpu_target_seconds=cpu_target_seconds,
-                    cpu_gflops=cpu_gflops, plans_name=plans_name)
+                    cpu_gflops=cpu_gflops, plans_name=plans_name, remeasure_cpu=remeasure_cpu,
+                    throughput_cache=roots.preprocessed / CPU_THROUGHPUT_CACHE)
     plans = p.plan()
     configs = configurations or list(plans.configurations)
     unknown = [c for c in configs if c not in plans.configurations]

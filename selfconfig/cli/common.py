@@ -19,6 +19,11 @@ def add_root_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--results", help="results root (env SELFCONFIG_RESULTS)")
 
 
+def add_tag_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tag", default="", help="run tag: the runs named <Trainer>__<plans>__<config>__<tag> "
+                                                  "(e.g. 'quick' for the experiment's quick budget)")
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="switch progress bars off")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

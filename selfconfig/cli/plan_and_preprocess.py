@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-gb", type=float, help="plan for a GPU with this much memory (default: plan for this CPU)")
     p.add_argument("--cpu-seconds", type=float, default=1.0, help="CPU plans: target seconds per training iteration")
     p.add_argument("--cpu-gflops", type=float, help="CPU plans: effective GFLOP/s to assume instead of measuring")
+    p.add_argument("--remeasure-cpu", action="store_true",
+                   help="CPU plans: measure the throughput again instead of reusing this machine's earlier measurement")
     add_root_args(p)
     add_common_args(p)
     return p
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset, configurations=args.configurations, planner=args.planner, num_processes=args.num_processes,
         verify_only=args.verify, gpu_memory_gb=args.gpu_memory_gb, cpu_target_seconds=args.cpu_seconds,
         cpu_gflops=args.cpu_gflops, roots=roots_from(args), progress=not args.no_progress,
-        plans_name=args.plans_name)
+        plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu)
     n = res.verified_cases
     print(f"{res.dataset}: verified {n['train']} training, {n['test']} test and {n['unlabeled']} unlabeled case(s): no problems")
     if res.plans is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: fp16 on CUDA, bf16 on CPUs with fast bfloat16, else fp32")
-    p.add_argument("--tag", default="", help="run tag: the runs named <Trainer>__<plans>__<config>__<tag> "
-                                             "(e.g. 'quick' for the experiment's quick budget)")
+    add_tag_arg(p)
     add_root_args(p)
     add_common_args(p)
     return p

@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 from selfconfig.errors import ConfigurationError
 from selfconfig.experiments.budgets import budget_hyperparameters, get_budget
 from selfconfig.experiments.scoring import metric_value, primary_metric
+from selfconfig import paths
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
-from selfconfig.training.context import DatasetContext, RunContext, open_dataset, pick_device
+from selfconfig.training.context import DatasetContext, open_dataset, pick_device
 from selfconfig.training.registry import get_trainer
 from selfconfig.utils import read_json, write_json
 
@@ -111,7 +112,8 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
     from selfconfig.inference.validation import predict_and_score
     from selfconfig.training.run import train_run
 
-    run_dir = RunContext.create(data, cls.name, cell.fold, cell.fraction, device).run_dir
+    run_dir = paths.run_dir(data.roots, data.dataset, cls.name, data.plans.plans_name, data.configuration,
+                            cell.fraction, cell.fold, data.tag)
     scores_file = run_dir / "scores.json"
     final = run_dir / "checkpoint_final.pt"
     if scores_file.is_file() and final.is_file() and scores_file.stat().st_mtime >= final.stat().st_mtime:

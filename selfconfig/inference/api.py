@@ -105,8 +105,8 @@ def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None
     predictor = Predictor.from_checkpoints(paths, dev, tta=tta, step_size=step_size, precision=precision)
     n_file_channels = len(predictor.plans.channel_names)
     cases = discover_inputs(Path(input_path), n_file_channels)
-    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s", len(cases), len(paths),
-             ", ".join(str(p.parent.name) for p in paths), "on" if tta else "off")
+    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s", len(cases), len(paths),
+             ", ".join(str(p.parent.name) for p in paths), "on" if tta else "off", predictor.precision)
     files = predict_files(predictor, cases, Path(output), save_probabilities, progress)
     write_json(Path(output) / "prediction_info.json", {
         "dataset": name, "trainer": trainer, "configuration": configuration, "plans": plans_name,

@@ -14,10 +14,10 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
+from selfconfig.testing import write_dicom_slice
 from selfconfig.dataset.io import (
     SUPPORTED_ENDINGS,
     is_dicom_folder,
@@ -365,35 +365,9 @@ def test_corrupt_and_missing_files_raise_image_read_error(tmp_path):
 def _write_slice(path: Path, pixels: np.ndarray, position, orientation, series_uid: str, *,
                  instance: int, spacing=(0.8, 0.6), slope=2.0, intercept=-1000.0,
                  lying_spacing=7.0, lying_thickness=5.0) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
-    ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.2"
-    ds.Modality = "CT"
-    ds.PatientID = "test"
-    ds.InstanceNumber = instance
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in orientation]
-    ds.PixelSpacing = list(spacing)
-    ds.SliceThickness = lying_thickness
-    ds.SpacingBetweenSlices = lying_spacing
-    ds.RescaleSlope = slope
-    ds.RescaleIntercept = intercept
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelData = pixels.astype(np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    write_dicom_slice(path, pixels, position, orientation, series_uid, instance=instance, pixel_spacing=spacing,
+                      slope=slope, intercept=intercept, slice_thickness=lying_thickness,
+                      spacing_between_slices=lying_spacing)
 
 
 def _write_series(folder: Path, n=6, dz=2.0, rotation=R_OBLIQUE, origin=(-30.0, 12.0, 50.0),

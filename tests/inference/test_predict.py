@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from selfconfig.testing import write_dicom_slice
 from selfconfig.dataset.io import read_image
 from selfconfig.inference.api import predict
 from selfconfig.training.api import train
@@ -143,34 +143,9 @@ def _write_dicom_series(folder: Path, volume: np.ndarray, rotation: np.ndarray, 
     series_uid = generate_uid()
     row, col, normal = rotation[:, 0], rotation[:, 1], rotation[:, 2]
     for k, plane in enumerate(volume):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.10"
-        ds.SeriesInstanceUID = series_uid
-        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.11"
-        ds.Modality = "CT"
-        ds.PatientID = "predict-test"
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [float(v) for v in np.asarray(origin) + k * dz * normal]
-        ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
-        ds.PixelSpacing = [float(s) for s in pixel_spacing]
-        ds.SliceThickness = dz
-        ds.RescaleSlope = 1.0
-        ds.RescaleIntercept = -100.0
-        ds.Rows, ds.Columns = plane.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.PixelData = plane.astype(np.int16).tobytes()
-        ds.save_as(folder / f"slice{k:03d}.dcm", enforce_file_format=True)
+        position = np.asarray(origin) + k * dz * normal
+        write_dicom_slice(folder / f"slice{k:03d}.dcm", plane, position, (*row, *col), series_uid, instance=k + 1,
+                          pixel_spacing=pixel_spacing, intercept=-100.0, slice_thickness=dz, patient_id="predict-test")
 
 
 def test_predict_dicom_series_writes_nifti_with_series_geometry(planned, roots, tmp_path, fast_hp):

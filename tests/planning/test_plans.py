@@ -104,3 +104,17 @@ def test_custom_planner_by_module_path(tmp_path, monkeypatch):
     assert get_planner("my_planners:Tiny").plans_name == "tinyPlans"
     with pytest.raises(ConfigurationError):
         get_planner("NoSuchPlanner")
+
+
+def test_cpu_throughput_is_measured_once_per_machine(tmp_path, monkeypatch):
+    import planners.budget as budget
+
+    calls = []
+    monkeypatch.setattr(budget, "measure_effective_gflops", lambda dim, precision: calls.append(dim) or 42.0)
+    cache = tmp_path / ".cpu_throughput.json"
+    m = budget.CpuBudgetModel(cache_file=cache)
+    assert m.gflops(3) == 42.0 and m.gflops(3) == 42.0 and calls == [3]
+    again = budget.CpuBudgetModel(cache_file=cache)
+    assert again.gflops(3) == 42.0 and calls == [3]  # from the cache: same plans, no measuring
+    fresh = budget.CpuBudgetModel(cache_file=cache, remeasure=True)
+    assert fresh.gflops(3) == 42.0 and calls == [3, 3]
