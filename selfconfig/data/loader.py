@@ -42,7 +42,13 @@ class _CountFrom(Sampler):
 
 
 def _worker_init(_):
+    import signal
+
     torch.set_num_threads(1)  # workers only crop; leave the cores to the training step
+    # Ctrl-C in a terminal (and `kill` of a process group) reaches the workers too: they leave it
+    # to the training process, which finishes its step, writes checkpoint_latest and stops them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def default_num_workers() -> int:

@@ -40,14 +40,15 @@ def get_budget(name: str) -> Budget:
     return BUDGETS[name]
 
 
-def budget_hyperparameters(budget: Budget, config: ConfigurationPlan) -> dict:
-    """Hyperparameter overrides for a budget (empty for ``full``)."""
+def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_cost: float = 1.0) -> dict:
+    """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_cost``: a pretext
+    iteration's cost relative to a supervised one (:attr:`selfconfig.pretext.PretextTask.relative_cost`)."""
     if budget.train_seconds is None:
         return {}
     seconds = config.estimated_iteration_seconds or 1.0
     per_epoch = budget.iters_per_epoch
     epochs = max(2, math.ceil(budget.train_seconds / seconds / per_epoch))
-    pre_epochs = max(2, math.ceil(budget.pretrain_seconds / seconds / per_epoch))
+    pre_epochs = max(2, math.ceil(budget.pretrain_seconds / (seconds * pretext_cost) / per_epoch))
     return {"epochs": epochs, "iters_per_epoch": per_epoch, "val_iters": budget.val_iters,
             "pretrain_epochs": pre_epochs, "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta,
             "checkpoint_every": 1}

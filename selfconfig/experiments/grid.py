@@ -72,12 +72,14 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     tag = "" if b.name == "full" else b.name
     data = open_dataset(probe.dataset, config_name, plans_name, roots, tag=tag)
     dev = pick_device(device)
-    hp_overrides = {**budget_hyperparameters(b, data.config), **(overrides or {})}
     # refuse incompatible arms before spending any time
-    classes = {}
+    classes, hp_overrides = {}, {}
     for s in strategies:
         cls = get_trainer(s)
-        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides)
+        task = getattr(cls, "pretext_task", None)
+        cost = getattr(task, "relative_cost", 1.0) if task is not None else 1.0
+        hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
+        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s])
         cls(hp).check_compatible(data)
         classes[s] = cls
     cells = [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
@@ -92,7 +94,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     for i, cell in enumerate(bar):
         bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
         log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction, cell.fold)
-        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides, dev, raw_dir, progress)
+        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], dev, raw_dir, progress)
     folder = roots.results / data.dataset / "experiment"
     res = ExperimentResult(folder, rows)
     write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions)

@@ -41,6 +41,9 @@ class PretextTask(OptimizationMixin):
     #: precision this task needs whatever ``--precision`` says (e.g. "fp32" for a gradient
     #: penalty's double backward); None follows the hyperparameters
     required_precision: str | None = None
+    #: cost of one pretext iteration relative to one supervised iteration of the same plan (the
+    #: experiment's time budgets turn seconds into iterations with it)
+    relative_cost = 1.0
 
     def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):
         self.data = data

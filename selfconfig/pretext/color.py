@@ -114,6 +114,7 @@ class ColorizationPretext(PretextTask):
     monitor = "val_neg_l1"
     #: spatial transforms + mirroring, no intensity transforms (see :meth:`build_augmenter`)
     augmentation = "spatial"
+    relative_cost = 1.5  # the generator (the whole U-Net) plus a discriminator step
     default_lr = 2e-4
     betas = (0.5, 0.999)
     l1_weight = 100.0

@@ -13,6 +13,7 @@ from selfconfig.pretext.base import ClassificationPretext
 class FlipPrediction(ClassificationPretext):
     name = "flip"
     augmentation = "intensity"  # mirroring would corrupt the labels
+    relative_cost = 0.4  # encoder only: measured about 0.3 s vs 0.86 s per iteration on LUNG_LOBES
 
     @property
     def num_outputs(self) -> int:  # type: ignore[override]

@@ -18,6 +18,7 @@ from selfconfig.pretext.base import ClassificationPretext
 class RotationPrediction(ClassificationPretext):
     name = "rotation"
     augmentation = "intensity"
+    relative_cost = 0.4  # encoder only: measured about 0.3 s vs 0.86 s per iteration on LUNG_LOBES
     angles: tuple[int, ...] = (0, 90, 270)
     mode = "softmax"
 

@@ -39,7 +39,7 @@ class SurrogateTrainer(Trainer):
         from selfconfig.pretext.run import load_pretrained
 
         init_weights_xavier(network)  # parts the pretext task does not cover (decoder, head)
-        path = self.ensure_pretrained(run.data, run.device)
+        path = self.ensure_pretrained(run.data, run.device, progress=run.progress)
         ckpt = load_pretrained(path)
         groups = tuple(ckpt["pretrained"]["groups"][run.data.task])
         report = transfer_weights(ckpt["pretrained"]["state_dict"], network, groups=groups,

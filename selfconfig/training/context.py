@@ -135,6 +135,7 @@ class RunContext:
     device: torch.device
     train_ids: list[str] = field(default_factory=list)
     val_ids: list[str] = field(default_factory=list)
+    progress: bool = True  # progress bars (also of a pre-training the run starts)
 
     @property
     def run_dir(self) -> Path:
@@ -144,10 +145,10 @@ class RunContext:
 
     @classmethod
     def create(cls, data: DatasetContext, trainer_name: str, fold: int | str, fraction: float,
-               device: torch.device) -> "RunContext":
+               device: torch.device, progress: bool = True) -> "RunContext":
         splits = data.splits()
         train_all, val = fold_cases(splits, fold)
         train = fraction_subset(train_all, fraction, data.training_labels(), fold=fold)
         log.info("fold %s, fraction %g: %d of %d training case(s), %d validation case(s)",
                  fold, fraction, len(train), len(train_all), len(val))
-        return cls(data, trainer_name, fold, float(fraction), device, train, val)
+        return cls(data, trainer_name, fold, float(fraction), device, train, val, progress)

@@ -125,6 +125,15 @@ def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Ite
         for cb in callbacks:
             cb.on_interrupt(module, state)
         raise
+    except Exception:
+        if not flag.requested:
+            raise
+        # a stop was asked for and the signal also ended the loader's workers: the failure came from
+        # fetching the next batch, so the state is that of the last finished step; save it
+        log.warning("the data loader stopped with the stop request; saving the state of the last finished step")
+        for cb in callbacks:
+            cb.on_interrupt(module, state)
+        raise KeyboardInterrupt from None
     finally:
         close = getattr(stream, "_shutdown_workers", None)
         if close is not None:

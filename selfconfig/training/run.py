@@ -79,7 +79,7 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides)
     trainer = trainer_cls(hp)
     trainer.check_compatible(data)
-    run = RunContext.create(data, trainer.name, fold, fraction, device)
+    run = RunContext.create(data, trainer.name, fold, fraction, device, progress)
     run_dir = run.run_dir
     existing = _find_resume_checkpoint(run_dir)
     if existing is not None and not continue_training and not overwrite:
