@@ -20,7 +20,7 @@ in 3D for both tools), step size 0.5 for both. Then
     start-up time = t(1 case) - per-case time                  (imports, model loading, workers)
 selfconfig's default precision is bf16 autocast on CPUs with fast bfloat16 (float32 otherwise);
 nnU-Net always predicts in float32 on the CPU. ``--selfconfig-precision fp32`` (or ``both``) adds a
-float32 selfconfig row, run through selfconfig_predict_precision.py (the CLI has no precision flag).
+float32 selfconfig row (``selfconfig_predict --precision fp32``).
 
 Usage (with the selfconfig virtualenv's python):
     .venv/bin/python benchmarks/bench_predict.py --cases 6 --repeats 3 --out /tmp/bench/predict.json
@@ -164,9 +164,7 @@ def link_inputs(src: Path, dst: Path, n: int) -> list[str]:
 
 def commands(tool: str, inp: Path, out: Path, mirroring: bool, step: float) -> list[str]:
     if tool.startswith("selfconfig"):
-        fp32 = tool.endswith("fp32")
-        base = ([sys.executable, str(BENCH_DIR / "selfconfig_predict_precision.py"), "--precision", "fp32"]
-                if fp32 else [selfconfig_exe("selfconfig_predict"), "--no-progress"])
+        base = [selfconfig_exe("selfconfig_predict"), "--no-progress"] + (["--precision", "fp32"] if tool.endswith("fp32") else [])
         cmd = [*base, "-i", str(inp), "-o", str(out), "-tr", "Scratch", "-frac", "1.0", "-f", "0", "-c", "3d",
                "--step-size", str(step), "--device", "cpu"]
         return cmd + ([] if mirroring else ["--no-tta"])

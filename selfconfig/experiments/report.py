@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from selfconfig.utils import atomic_write_text
+from selfconfig.utils import atomic_savefig, atomic_write_text
 
 SPLIT_TITLES = {"test": "held-out test set", "val": "validation folds"}
 
@@ -124,11 +122,8 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_reports(res, dataset: str, configuration: str, budget: str, metric: str, strategies: list[str],

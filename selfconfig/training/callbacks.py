@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +11,7 @@ import torch
 
 from selfconfig.training.checkpoint import save_checkpoint
 from selfconfig.training.loop import Callback, LoopState
+from selfconfig.utils import atomic_savefig
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +110,8 @@ def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class ProgressPlot(Callback):

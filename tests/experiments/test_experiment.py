@@ -15,6 +15,7 @@ def test_experiment_grid_writes_outputs_and_resumes(planned, roots):
     args = dict(budget="quick", roots=roots, progress=False, overrides=TINY)
     res = run_experiment("EXP", ["Scratch", "SurrogateFlip"], [0.5, 1.0], [0, 1], **args)
     assert res.results_csv.is_file() and res.summary_md.is_file() and res.figure.is_file()
+    assert res.figure.stat().st_mode & 0o044, "the figure is readable by others, like every other output"
     df = pd.read_csv(res.results_csv)
     # 2 strategies x 2 fractions x 2 folds x {val, test}
     assert len(df) == 16

@@ -73,6 +73,8 @@ def test_tiny_run_end_to_end(combo, planned, roots, fast_hp):
     assert not (run_dir / "checkpoint_latest.pt").exists(), "a finished run keeps no checkpoint_latest"
     with Image.open(run_dir / "progress.png") as im:
         assert im.format == "PNG" and im.size[0] > 100
+    from selfconfig.utils import current_umask
+    assert (run_dir / "progress.png").stat().st_mode & 0o777 == 0o666 & ~current_umask(), "plots get the usual permissions"
 
     # history: one entry per epoch
     assert len(result.history["train_loss"]) == 2
