@@ -2,9 +2,13 @@
 
 * :class:`CpuBudgetModel`: seconds per training iteration on this machine's CPU. The cost of a
   plan is its convolution FLOPs (forward x3 for forward + backward) divided by an *effective*
-  throughput, measured once by timing a reference U-Net's training step here (so normalisation,
-  activation and memory-bound work are priced in), or given with ``--cpu-gflops`` for
-  reproducible plans.
+  throughput, measured once by timing a reference network's training step here (so
+  normalisation, activation and memory-bound work are priced in), or given with ``--cpu-gflops``
+  for reproducible plans. Each encoder kind gets its own measurement: an EfficientNet's
+  depthwise convolutions reach a fraction of a plain U-Net's FLOP rate on a CPU (about 5x less
+  here), so pricing them at the plain rate planned batches that ran 10x over the budget.
+  A U-Net on an ImageNet encoder is priced per part: the encoder at its kind's rate, the
+  decoder at the plain rate.
 * :class:`GpuBudgetModel`: GPU memory. Activation memory of the plan, scaled so that nnU-Net's
   reference 3D configuration (patch 128^3, batch 2, 32-320 features) costs 8 GB as it does there.
 """
@@ -16,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from selfconfig.plans import Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, NetworkPlan
+from selfconfig.plans import Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, HeadPlan, NetworkPlan
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +40,38 @@ def _reference_plan(dim: int, base: int = 16, n_stages: int = 4, max_features: i
                        decoder=DecoderPlan(n_conv_per_stage=[2] * (n_stages - 1)))
 
 
-def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precision: str = "fp32") -> float:
-    """Time forward+backward+step of a small reference U-Net; return train GFLOP/s (3x forward).
+def _reference_classifier(kind: str, dim: int) -> NetworkPlan:
+    from selfconfig.networks import imagenet_encoder_layout
+
+    return NetworkPlan(dim=dim, in_channels=3, num_classes=3, encoder=imagenet_encoder_layout(kind, dim),
+                       decoder=DecoderPlan([]), head=HeadPlan())
+
+
+def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precision: str = "fp32",
+                             kind: str = "plain") -> float:
+    """Time forward+backward+step of a small reference network; return train GFLOP/s (3x forward).
+    ``kind`` "plain": a small U-Net; an ImageNet encoder kind: that encoder with pooling and head.
 
     The fastest of ``repeats`` timed steps after ``warmup`` untimed ones: other processes on a
     shared machine only ever make a step slower, so the minimum is the stable estimate."""
     import torch
 
-    from selfconfig.networks import build_segmentation_network, estimate_conv_flops
+    from selfconfig.networks import build_classification_network, build_segmentation_network, estimate_conv_flops
     from selfconfig.precision import autocast
 
-    plan = _reference_plan(dim)
     patch = [32, 48, 48] if dim == 3 else [128, 128]
     batch = 1 if dim == 3 else 4
     torch.manual_seed(0)
-    net = build_segmentation_network(plan)
+    if kind == "plain":
+        plan, task = _reference_plan(dim), "segmentation"
+        net = build_segmentation_network(plan)
+    else:
+        plan, task = _reference_classifier(kind, dim), "classification"
+        patch = [64, 64, 64] if dim == 3 else [128, 128]
+        batch = 2 if dim == 3 else 4
+        net = build_classification_network(plan)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, 1, *patch)
+    x = torch.randn(batch, plan.in_channels, *patch)
     times = []
     for i in range(repeats + warmup):
         t0 = time.perf_counter()
@@ -65,7 +84,7 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precis
         opt.step()
         if i >= warmup:  # oneDNN builds its kernels in the first steps
             times.append(time.perf_counter() - t0)
-    flops = 3.0 * estimate_conv_flops(plan, patch, "segmentation") * batch
+    flops = 3.0 * estimate_conv_flops(plan, patch, task) * batch
     return flops / min(times) / 1e9
 
 
@@ -126,30 +145,40 @@ class CpuBudgetModel:
         data[key] = round(value, 3)
         write_json(self.cache_file, data)
 
-    def gflops(self, dim: int) -> float:
+    def gflops(self, dim: int, kind: str = "plain") -> float:
+        """Effective training GFLOP/s of ``kind`` networks in ``dim`` D (``--cpu-gflops``, if
+        given, for every kind)."""
         if self._given:
             return float(self._given)
-        if dim not in self._gflops:
+        if (dim, kind) not in self._gflops:
             if not self._measure:
-                self._gflops[dim] = 20.0  # a conservative 2-core figure when measuring is off
-                return self._gflops[dim]
-            key = machine_key(self.precision, dim)
+                # conservative 2-core figures when measuring is off
+                self._gflops[(dim, kind)] = 20.0 if kind == "plain" else 4.0
+                return self._gflops[(dim, kind)]
+            key = machine_key(self.precision, dim) + ("" if kind == "plain" else f"|{kind}")
+            what = f"{dim}D{'' if kind == 'plain' else ', ' + kind}, {self.precision}"
             cached = self._cached(key)
             if cached is not None:
-                self._gflops[dim] = cached
-                log.info("effective CPU training throughput (%dD, %s): %.1f GFLOP/s, measured earlier on this "
-                         "machine (%s; --remeasure-cpu to measure again)", dim, self.precision, cached, self.cache_file)
+                self._gflops[(dim, kind)] = cached
+                log.info("effective CPU training throughput (%s): %.1f GFLOP/s, measured earlier on this "
+                         "machine (%s; --remeasure-cpu to measure again)", what, cached, self.cache_file)
             else:
-                self._gflops[dim] = measure_effective_gflops(dim, precision=self.precision)
-                log.info("measured effective CPU training throughput (%dD, %s): %.1f GFLOP/s", dim,
-                         self.precision, self._gflops[dim])
-                self._store(key, self._gflops[dim])
-        return self._gflops[dim]
+                self._gflops[(dim, kind)] = measure_effective_gflops(dim, precision=self.precision, kind=kind)
+                log.info("measured effective CPU training throughput (%s): %.1f GFLOP/s", what,
+                         self._gflops[(dim, kind)])
+                self._store(key, self._gflops[(dim, kind)])
+        return self._gflops[(dim, kind)]
 
     def cost_per_sample(self, net: NetworkPlan, patch: list[int], task: str) -> float:
         from selfconfig.networks import estimate_conv_flops
 
-        return 3.0 * estimate_conv_flops(net, patch, task) / (self.gflops(net.dim) * 1e9)
+        total = 3.0 * estimate_conv_flops(net, patch, task)
+        kind = net.encoder.kind
+        if kind == "plain":
+            return total / (self.gflops(net.dim) * 1e9)
+        # the encoder (with pooling and head: negligible) at its kind's rate, a decoder at the plain rate
+        encoder = total if task != "segmentation" else min(total, 3.0 * estimate_conv_flops(net, patch, "classification"))
+        return encoder / (self.gflops(net.dim, kind) * 1e9) + (total - encoder) / (self.gflops(net.dim) * 1e9)
 
     def annotate(self, cfg: ConfigurationPlan, task: str) -> None:
         cfg.estimated_iteration_seconds = round(cfg.batch_size * self.cost_per_sample(cfg.network, cfg.patch_size, task), 3)
@@ -157,9 +186,12 @@ class CpuBudgetModel:
     def describe(self) -> Budget:
         import torch
 
-        measured = self._given or (max(self._gflops.values()) if self._gflops else None)
+        plain = [v for (_, kind), v in self._gflops.items() if kind == "plain"]
+        measured = self._given or (max(plain) if plain else None)
+        others = {f"{kind} {dim}d": round(v, 2) for (dim, kind), v in sorted(self._gflops.items()) if kind != "plain"}
         return Budget(device="cpu", target_iteration_seconds=self.limit, cpu_threads=torch.get_num_threads(),
-                      cpu_gflops=round(measured, 2) if measured else None, precision=self.precision)
+                      cpu_gflops=round(measured, 2) if measured else None, precision=self.precision,
+                      cpu_gflops_by_encoder=others or None)
 
 
 class GpuBudgetModel:

@@ -117,7 +117,8 @@ def format_plans_summary(plans: Plans) -> str:
     b = plans.budget
     if b.device == "cpu":
         lines.append(f"  budget: CPU, ~{b.target_iteration_seconds:g} s per training iteration "
-                     f"({b.cpu_threads} threads, {b.precision}, {b.cpu_gflops} effective GFLOP/s)")
+                     f"({b.cpu_threads} threads, {b.precision}, {b.cpu_gflops} effective GFLOP/s"
+                     + "".join(f"; {k}: {v}" for k, v in (b.cpu_gflops_by_encoder or {}).items()) + ")")
     else:
         lines.append(f"  budget: GPU with {b.gpu_memory_gb:g} GB")
     lines.append(f"  median spacing {fmt(plans.original_median_spacing)}, median shape {fmt(plans.original_median_shape)}")

@@ -107,6 +107,7 @@ class Budget:
     target_iteration_seconds: float | None = None  # CPU plans
     cpu_threads: int | None = None
     cpu_gflops: float | None = None  # measured (or given) sustained convolution throughput
+    cpu_gflops_by_encoder: dict[str, float] | None = None  # ImageNet encoder kinds, measured separately
     gpu_memory_gb: float | None = None  # GPU plans
     precision: str | None = None  # the training precision the budget was measured with
 

@@ -110,11 +110,38 @@ def test_cpu_throughput_is_measured_once_per_machine(tmp_path, monkeypatch):
     import planners.budget as budget
 
     calls = []
-    monkeypatch.setattr(budget, "measure_effective_gflops", lambda dim, precision: calls.append(dim) or 42.0)
+    monkeypatch.setattr(budget, "measure_effective_gflops",
+                        lambda dim, precision, kind="plain": calls.append((dim, kind)) or (42.0 if kind == "plain" else 7.0))
     cache = tmp_path / ".cpu_throughput.json"
     m = budget.CpuBudgetModel(cache_file=cache)
-    assert m.gflops(3) == 42.0 and m.gflops(3) == 42.0 and calls == [3]
+    assert m.gflops(3) == 42.0 and m.gflops(3) == 42.0 and calls == [(3, "plain")]
     again = budget.CpuBudgetModel(cache_file=cache)
-    assert again.gflops(3) == 42.0 and calls == [3]  # from the cache: same plans, no measuring
+    assert again.gflops(3) == 42.0 and calls == [(3, "plain")]  # from the cache: same plans, no measuring
+    # an ImageNet encoder kind is measured on its own, once, and cached next to the plain figure
+    assert again.gflops(2, "efficientnet_lite0") == 7.0 and calls == [(3, "plain"), (2, "efficientnet_lite0")]
+    assert budget.CpuBudgetModel(cache_file=cache).gflops(2, "efficientnet_lite0") == 7.0 and len(calls) == 2
     fresh = budget.CpuBudgetModel(cache_file=cache, remeasure=True)
-    assert fresh.gflops(3) == 42.0 and calls == [3, 3]
+    assert fresh.gflops(3) == 42.0 and calls[-1] == (3, "plain") and len(calls) == 3
+
+
+def test_imagenet_encoders_are_priced_at_their_own_rate(monkeypatch):
+    """EfficientNet's depthwise convolutions run far below a plain U-Net's FLOP rate on a CPU;
+    pricing them at the plain rate planned 2D batches that ran 10x over the budget."""
+    import planners.budget as budget
+    from selfconfig.networks import decoder_stage_count, estimate_conv_flops, imagenet_encoder_layout
+    from selfconfig.plans import DecoderPlan, HeadPlan, NetworkPlan
+
+    rates = {"plain": 40.0, "efficientnet_lite0": 8.0}
+    monkeypatch.setattr(budget, "measure_effective_gflops", lambda dim, precision, kind="plain": rates[kind])
+    m = budget.CpuBudgetModel()
+    enc = imagenet_encoder_layout("efficientnet_lite0", 2)
+    cls = NetworkPlan(dim=2, in_channels=3, num_classes=5, encoder=enc, decoder=DecoderPlan([]), head=HeadPlan())
+    patch = [128, 128]
+    f_cls = 3 * estimate_conv_flops(cls, patch, "classification")
+    assert m.cost_per_sample(cls, patch, "classification") == pytest.approx(f_cls / 8e9)
+    seg = NetworkPlan(dim=2, in_channels=3, num_classes=3, encoder=enc,
+                      decoder=DecoderPlan([2] * decoder_stage_count(enc)), head=HeadPlan())
+    f_seg, f_enc = 3 * estimate_conv_flops(seg, patch, "segmentation"), 3 * estimate_conv_flops(seg, patch, "classification")
+    assert f_seg > f_enc
+    assert m.cost_per_sample(seg, patch, "segmentation") == pytest.approx(f_enc / 8e9 + (f_seg - f_enc) / 40e9)
+    assert m.describe().cpu_gflops_by_encoder == {"efficientnet_lite0 2d": 8.0}
