@@ -2,10 +2,13 @@
 
 ``full`` follows the trainers' defaults (nnU-Net's 1000 x 250 iterations on a GPU; 50 x 50 on a
 CPU). ``quick`` and ``demo`` are *time* budgets: the number of iterations is derived from the
-plans' estimated seconds per training iteration on this machine, so that the LUNG_LOBES grid
-(Scratch and SurrogateFlip, 4 fractions, 1 fold) with its pre-training ends in about 20 minutes
-(``quick``) on a 2-core CPU, and every other dataset's grid of the same shape takes about as
-long. Mirroring at test time is off for the time budgets.
+plans' estimated seconds per training iteration on this machine: each cell trains for about
+``train_seconds`` of estimated iteration time, each pre-training for about ``pretrain_seconds``.
+The aim was the LUNG_LOBES grid (Scratch and SurrogateFlip, 4 fractions, 1 fold) with its
+pre-training in about 20 minutes on a 2-core CPU; measured, it takes 28 minutes (the epochs are
+rounded up, the plan's estimate is about 15 % optimistic, and every cell also predicts its
+validation and test cases; documentation/results.md). Mirroring at test time is off for the
+time budgets.
 """
 
 from __future__ import annotations
