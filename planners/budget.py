@@ -59,16 +59,14 @@ def measure_effective_gflops(dim: int, repeats: int = 3, warmup: int = 2, precis
     from selfconfig.networks import build_classification_network, build_segmentation_network, estimate_conv_flops
     from selfconfig.precision import autocast
 
-    patch = [32, 48, 48] if dim == 3 else [128, 128]
-    batch = 1 if dim == 3 else 4
     torch.manual_seed(0)
     if kind == "plain":
         plan, task = _reference_plan(dim), "segmentation"
+        patch, batch = ([32, 48, 48], 1) if dim == 3 else ([128, 128], 4)
         net = build_segmentation_network(plan)
     else:
         plan, task = _reference_classifier(kind, dim), "classification"
-        patch = [64, 64, 64] if dim == 3 else [128, 128]
-        batch = 2 if dim == 3 else 4
+        patch, batch = ([64, 64, 64], 2) if dim == 3 else ([128, 128], 4)
         net = build_classification_network(plan)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch, plan.in_channels, *patch)

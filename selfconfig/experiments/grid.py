@@ -76,8 +76,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     classes, hp_overrides = {}, {}
     for s in strategies:
         cls = get_trainer(s)
-        task = getattr(cls, "pretext_task", None)
-        cost = getattr(task, "relative_cost", 1.0) if task is not None else 1.0
+        cost = getattr(getattr(cls, "pretext_task", None), "relative_cost", 1.0)  # 1.0 without pre-training
         hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
         hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s])
         cls(hp).check_compatible(data)

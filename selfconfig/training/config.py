@@ -43,7 +43,7 @@ class TrainingConfig:
         Nesterov momentum 0.99 from lr 0.01. A CPU gets a schedule that ends within about an hour
         on a 1 s / iteration plan (50 x 50) and AdamW from lr 3e-3, because SGD with momentum 0.99
         barely starts in so few iterations: on LUNG_LOBES (fold 0, 25 % of the labels, 150
-        iterations) the validation Dice was 0.09 with nnU-Net's SGD and 0.64 with AdamW 3e-3
+        iterations) the best validation Dice was 0.09 with nnU-Net's SGD and 0.66 with AdamW 3e-3
         (documentation/training.md)."""
         base = cls() if device == "cpu" else cls(epochs=1000, iters_per_epoch=250, val_iters=50, checkpoint_every=50,
                                                  pretrain_epochs=100, pretrain_iters_per_epoch=250, optimizer="sgd",
