@@ -168,15 +168,11 @@ class CpuBudgetModel:
         return self._gflops[(dim, kind)]
 
     def cost_per_sample(self, net: NetworkPlan, patch: list[int], task: str) -> float:
-        from selfconfig.networks import estimate_conv_flops
+        from selfconfig.networks.cost import training_seconds_per_sample
 
-        total = 3.0 * estimate_conv_flops(net, patch, task)
         kind = net.encoder.kind
-        if kind == "plain":
-            return total / (self.gflops(net.dim) * 1e9)
-        # the encoder (with pooling and head: negligible) at its kind's rate, a decoder at the plain rate
-        encoder = total if task != "segmentation" else min(total, 3.0 * estimate_conv_flops(net, patch, "classification"))
-        return encoder / (self.gflops(net.dim, kind) * 1e9) + (total - encoder) / (self.gflops(net.dim) * 1e9)
+        return training_seconds_per_sample(net, patch, task, self.gflops(net.dim),
+                                           None if kind == "plain" else self.gflops(net.dim, kind))
 
     def annotate(self, cfg: ConfigurationPlan, task: str) -> None:
         cfg.estimated_iteration_seconds = round(cfg.batch_size * self.cost_per_sample(cfg.network, cfg.patch_size, task), 3)

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
     p.add_argument("-p", "--plans", default="selfconfigPlans")
     p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
-                   help="quick: about 30 min for 2 strategies x 4 fractions x 1 fold on a 2-core CPU; full: trainer defaults")
+                   help="quick: about 20 min for 2 strategies x 4 fractions x 1 fold (LUNG_LOBES) on a 2-core CPU; full: trainer defaults")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
     p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")

@@ -3,12 +3,16 @@
 ``full`` follows the trainers' defaults (nnU-Net's 1000 x 250 iterations on a GPU; 50 x 50 on a
 CPU). ``quick`` and ``demo`` are *time* budgets: the number of iterations is derived from the
 plans' estimated seconds per training iteration on this machine: each cell trains for about
-``train_seconds`` of estimated iteration time, each pre-training for about ``pretrain_seconds``.
-The aim was the LUNG_LOBES grid (Scratch and SurrogateFlip, 4 fractions, 1 fold) with its
-pre-training in about 20 minutes on a 2-core CPU; measured, it takes 28 minutes (the epochs are
-rounded up, the plan's estimate is about 15 % optimistic, and every cell also predicts its
-validation and test cases; documentation/results.md). Mirroring at test time is off for the
-time budgets.
+``train_seconds`` of estimated iteration time, each pre-training for about ``pretrain_seconds``
+(a pretext iteration priced by the plans' cost model, :func:`pretext_cost`). Epochs are rounded
+to the nearest whole number (at least 2).
+
+``quick`` is sized so that the LUNG_LOBES grid (Scratch and SurrogateFlip, 4 fractions, 1 fold)
+with its pre-training takes about 20 minutes on a 2-core CPU: 8 cells x 75 s of estimated
+iterations (about 90 s measured: the CPU estimate is about 15 % optimistic there) plus each cell's
+validation and test prediction (about 25 s), and 200 s of pre-training. Grids with three
+strategies have 12 cells and take about half as long again. Mirroring at test time is off for the
+time budgets. Measured times are in documentation/results.md.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from selfconfig.errors import ConfigurationError
+from selfconfig.plans import Budget as PlanBudget
 from selfconfig.plans import ConfigurationPlan
 
 
@@ -32,7 +37,7 @@ class Budget:
 
 BUDGETS = {
     "demo": Budget("demo", train_seconds=60, pretrain_seconds=120, iters_per_epoch=20, val_iters=2),
-    "quick": Budget("quick", train_seconds=100, pretrain_seconds=240),
+    "quick": Budget("quick", train_seconds=75, pretrain_seconds=200),
     "full": Budget("full", train_seconds=None, pretrain_seconds=None, tta=True),
 }
 
@@ -43,15 +48,39 @@ def get_budget(name: str) -> Budget:
     return BUDGETS[name]
 
 
+def pretext_cost(task: type | None, config: ConfigurationPlan, target_task: str, budget: PlanBudget | None = None) -> float:
+    """Seconds of one iteration of the pretext ``task`` relative to one supervised iteration of
+    ``target_task`` on the configuration ``config`` (1.0 without a pretext task).
+
+    The pretext task trains ``task.cost_network`` (:class:`selfconfig.pretext.PretextTask`) at the
+    plan's patch and batch size, ``task.cost_factor`` times over; both networks are priced with the
+    FLOP model at the throughputs the plans recorded (an ImageNet encoder kind at its own rate)."""
+    if task is None:
+        return 1.0
+    from selfconfig.networks.cost import training_seconds_per_sample
+
+    net, patch = config.network, config.patch_size
+    plain = (budget.cpu_gflops if budget and budget.cpu_gflops else None) or 1.0
+    kind_rate = None
+    if net.encoder.kind != "plain" and budget and budget.cpu_gflops_by_encoder:
+        kind_rate = budget.cpu_gflops_by_encoder.get(f"{net.encoder.kind} {net.dim}d")
+    pretext = training_seconds_per_sample(net, patch, getattr(task, "cost_network", "classification"), plain, kind_rate)
+    target = training_seconds_per_sample(net, patch, target_task, plain, kind_rate)
+    return float(getattr(task, "cost_factor", 1.0)) * pretext / target
+
+
+def _epochs(seconds: float, per_iteration: float, per_epoch: int) -> int:
+    return max(2, int(math.floor(seconds / per_iteration / per_epoch + 0.5)))
+
+
 def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_cost: float = 1.0) -> dict:
     """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_cost``: a pretext
-    iteration's cost relative to a supervised one (:attr:`selfconfig.pretext.PretextTask.relative_cost`)."""
+    iteration's cost relative to a supervised one (:func:`pretext_cost`)."""
     if budget.train_seconds is None:
         return {}
     seconds = config.estimated_iteration_seconds or 1.0
     per_epoch = budget.iters_per_epoch
-    epochs = max(2, math.ceil(budget.train_seconds / seconds / per_epoch))
-    pre_epochs = max(2, math.ceil(budget.pretrain_seconds / (seconds * pretext_cost) / per_epoch))
-    return {"epochs": epochs, "iters_per_epoch": per_epoch, "val_iters": budget.val_iters,
-            "pretrain_epochs": pre_epochs, "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta,
-            "checkpoint_every": 1}
+    return {"epochs": _epochs(budget.train_seconds, seconds, per_epoch), "iters_per_epoch": per_epoch,
+            "val_iters": budget.val_iters,
+            "pretrain_epochs": _epochs(budget.pretrain_seconds, seconds * pretext_cost, per_epoch),
+            "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta, "checkpoint_every": 1}

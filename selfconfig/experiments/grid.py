@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selfconfig.errors import ConfigurationError
-from selfconfig.experiments.budgets import budget_hyperparameters, get_budget
+from selfconfig.experiments.budgets import budget_hyperparameters, get_budget, pretext_cost
 from selfconfig.experiments.scoring import metric_value, primary_metric
 from selfconfig import paths
 from selfconfig.paths import Roots
@@ -76,7 +76,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     classes, hp_overrides = {}, {}
     for s in strategies:
         cls = get_trainer(s)
-        cost = getattr(getattr(cls, "pretext_task", None), "relative_cost", 1.0)  # 1.0 without pre-training
+        cost = pretext_cost(getattr(cls, "pretext_task", None), data.config, data.task, data.plans.budget)
         hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
         hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s])
         cls(hp).check_compatible(data)

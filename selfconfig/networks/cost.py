@@ -219,6 +219,19 @@ def estimate_activation_memory_bytes(plan: NetworkPlan, patch_size: Sequence[int
     return _meta(plan, patch_size, task).saved_bytes * bytes_per_element / 4
 
 
+def training_seconds_per_sample(plan: NetworkPlan, patch_size: Sequence[int], task: str, plain_gflops: float,
+                                encoder_gflops: float | None = None) -> float:
+    """Seconds of one training sample (forward + backward = 3 x the forward FLOPs) at an effective
+    throughput: ``plain_gflops`` for plain networks and decoders, ``encoder_gflops`` (default: the
+    plain rate) for an ImageNet encoder kind, which runs at its own rate."""
+    total = 3.0 * estimate_conv_flops(plan, patch_size, task)
+    if plan.encoder.kind == "plain" or not encoder_gflops:
+        return total / (plain_gflops * 1e9)
+    # the encoder (with pooling and head: negligible) at its kind's rate, a decoder at the plain rate
+    encoder = total if task != "segmentation" else min(total, 3.0 * estimate_conv_flops(plan, patch_size, "classification"))
+    return encoder / (encoder_gflops * 1e9) + (total - encoder) / (plain_gflops * 1e9)
+
+
 _PARAM_CACHE: dict[tuple[str, str], int] = {}
 
 

@@ -41,9 +41,14 @@ class PretextTask(OptimizationMixin):
     #: precision this task needs whatever ``--precision`` says (e.g. "fp32" for a gradient
     #: penalty's double backward); None follows the hyperparameters
     required_precision: str | None = None
-    #: cost of one pretext iteration relative to one supervised iteration of the same plan (the
-    #: experiment's time budgets turn seconds into iterations with it)
-    relative_cost = 1.0
+    #: what one pretext iteration costs, for the experiment's time budgets, which turn seconds
+    #: into iterations: ``cost_factor`` training iterations of the plan's ``cost_network``
+    #: ("classification": encoder + pooling + head; "segmentation": the whole U-Net) at the plan's
+    #: patch and batch size. The budget prices that network with the plans' cost model
+    #: (:func:`selfconfig.experiments.budgets.pretext_cost`), so the same task costs less against a
+    #: segmentation target (a U-Net) than against a classification target (the encoder itself).
+    cost_network = "classification"
+    cost_factor = 1.0
 
     def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):
         self.data = data

@@ -114,7 +114,8 @@ class ColorizationPretext(PretextTask):
     monitor = "val_neg_l1"
     #: spatial transforms + mirroring, no intensity transforms (see :meth:`build_augmenter`)
     augmentation = "spatial"
-    relative_cost = 1.5  # the generator (the whole U-Net) plus a discriminator step
+    cost_network = "segmentation"  # the generator is the whole U-Net
+    cost_factor = 1.2  # plus a discriminator step (measured on SKIN_SEG 2d_imagenet: 37 s vs 30 s per 25 iterations)
     default_lr = 2e-4
     betas = (0.5, 0.999)
     l1_weight = 100.0

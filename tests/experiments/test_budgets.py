@@ -1,0 +1,49 @@
+"""The experiment's time budgets: seconds -> epochs, and a pretext iteration priced by the cost model."""
+
+from __future__ import annotations
+
+from selfconfig.experiments.budgets import budget_hyperparameters, get_budget, pretext_cost
+from selfconfig.networks.cost import training_seconds_per_sample
+from selfconfig.pretext.color import ColorizationPretext
+from selfconfig.pretext.flip import FlipPrediction
+from selfconfig.pretext.wgan import WGANPretext
+
+
+def _config(planned, name="BUD", task="segmentation"):
+    res = planned(name, task=task, dim=3, configurations=["3d"])
+    return res.plans, res.plans.configuration("3d")
+
+
+def test_epochs_are_rounded_to_the_nearest_not_up(planned):
+    _, cfg = _config(planned)
+    quick = get_budget("quick")
+    per_epoch_seconds = quick.train_seconds / quick.iters_per_epoch
+    cfg.estimated_iteration_seconds = per_epoch_seconds / 4.2  # 4.2 epochs of budget -> 4, not 5
+    assert budget_hyperparameters(quick, cfg)["epochs"] == 4
+    cfg.estimated_iteration_seconds = per_epoch_seconds / 4.6
+    assert budget_hyperparameters(quick, cfg)["epochs"] == 5
+    cfg.estimated_iteration_seconds = 100.0  # far over budget: still at least 2 epochs
+    assert budget_hyperparameters(quick, cfg)["epochs"] == 2
+    assert budget_hyperparameters(get_budget("full"), cfg) == {}
+
+
+def test_pretext_cost_follows_the_network_it_trains(planned):
+    plans, cfg = _config(planned)
+    seg = training_seconds_per_sample(cfg.network, cfg.patch_size, "segmentation", 10.0)
+    cls = training_seconds_per_sample(cfg.network, cfg.patch_size, "classification", 10.0)
+    assert cls < seg
+    # flip trains the encoder + head: against a U-Net target it is that fraction of an iteration,
+    assert abs(pretext_cost(FlipPrediction, cfg, "segmentation", plans.budget) - cls / seg) < 1e-9
+    # against a classification target (the encoder itself) as costly as a supervised iteration
+    assert abs(pretext_cost(FlipPrediction, cfg, "classification", plans.budget) - 1.0) < 1e-9
+    # colourisation trains the whole U-Net (and a discriminator)
+    assert pretext_cost(ColorizationPretext, cfg, "segmentation", plans.budget) == ColorizationPretext.cost_factor
+    assert pretext_cost(WGANPretext, cfg, "classification", None) == WGANPretext.cost_factor
+    assert pretext_cost(None, cfg, "segmentation", plans.budget) == 1.0
+    # more pre-training epochs for a cheaper pretext iteration, within the same seconds
+    quick = get_budget("quick")
+    cfg.estimated_iteration_seconds = 0.5
+    cheap = budget_hyperparameters(quick, cfg, pretext_cost(FlipPrediction, cfg, "segmentation", plans.budget))
+    dear = budget_hyperparameters(quick, cfg, pretext_cost(ColorizationPretext, cfg, "segmentation", plans.budget))
+    assert cheap["pretrain_epochs"] > dear["pretrain_epochs"]
+
