@@ -115,6 +115,12 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
         ax.minorticks_off()
         ax.set_xlabel("labeled training data")
         ax.set_ylabel(metric)
+        # the whole scale from 0 (and to 1: every metric here is at most 1), so that a gap of a few
+        # hundredths looks like one and not like the whole figure
+        low = (sub["mean"] - sub["std"].fillna(0)).min()
+        high = (sub["mean"] + sub["std"].fillna(0)).max()
+        low, high = (0.0 if pd.isna(low) else float(low)), (1.0 if pd.isna(high) else float(high))
+        ax.set_ylim(min(0.0, low - 0.02), max(1.0, high + 0.02))
         ax.set_title(SPLIT_TITLES[split])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
