@@ -9,10 +9,11 @@ to the nearest whole number (at least 2).
 
 ``quick`` is sized so that the LUNG_LOBES grid (Scratch and SurrogateFlip, 4 fractions, 1 fold)
 with its pre-training takes about 20 minutes on a 2-core CPU: 8 cells x 75 s of estimated
-iterations (about 90 s measured: the CPU estimate is about 15 % optimistic there) plus each cell's
-validation and test prediction (about 25 s), and 200 s of pre-training. Grids with three
-strategies have 12 cells and take about half as long again. Mirroring at test time is off for the
-time budgets. Measured times are in documentation/results.md.
+iterations (about 96 s measured: the CPU estimate is 15-30 % optimistic there) plus each cell's
+validation and test prediction (about 25 s), and 200 s of estimated pre-training; measured 21.7
+min. The other examples took 16.6-26.4 min, as far as their plans' estimates are off (the budget
+trusts the estimate; it does not time the machine). Mirroring at test time is off for the time
+budgets. Measured times are in documentation/results.md.
 """
 
 from __future__ import annotations
