@@ -37,7 +37,7 @@ class Budget:
 
 
 BUDGETS = {
-    "demo": Budget("demo", train_seconds=60, pretrain_seconds=120, iters_per_epoch=20, val_iters=2),
+    "demo": Budget("demo", train_seconds=100, pretrain_seconds=120, iters_per_epoch=20, val_iters=2),
     "quick": Budget("quick", train_seconds=75, pretrain_seconds=200),
     "full": Budget("full", train_seconds=None, pretrain_seconds=None, tta=True),
 }
