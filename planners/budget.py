@@ -182,7 +182,7 @@ class CpuBudgetModel:
 
         plain = [v for (_, kind), v in self._gflops.items() if kind == "plain"]
         measured = self._given or (max(plain) if plain else None)
-        others = {f"{kind} {dim}d": round(v, 2) for (dim, kind), v in sorted(self._gflops.items()) if kind != "plain"}
+        others = {Budget.encoder_key(kind, dim): round(v, 2) for (dim, kind), v in sorted(self._gflops.items()) if kind != "plain"}
         return Budget(device="cpu", target_iteration_seconds=self.limit, cpu_threads=torch.get_num_threads(),
                       cpu_gflops=round(measured, 2) if measured else None, precision=self.precision,
                       cpu_gflops_by_encoder=others or None)

@@ -111,6 +111,17 @@ class Budget:
     gpu_memory_gb: float | None = None  # GPU plans
     precision: str | None = None  # the training precision the budget was measured with
 
+    @staticmethod
+    def encoder_key(kind: str, dim: int) -> str:
+        """Key of an encoder kind's rate in :attr:`cpu_gflops_by_encoder`."""
+        return f"{kind} {dim}d"
+
+    def encoder_gflops(self, kind: str, dim: int) -> float | None:
+        """The recorded CPU rate of ``kind`` encoders in ``dim`` D (None: plain, or not measured)."""
+        if kind == "plain" or not self.cpu_gflops_by_encoder:
+            return None
+        return self.cpu_gflops_by_encoder.get(self.encoder_key(kind, dim))
+
 
 @dataclass
 class Plans:

@@ -22,8 +22,7 @@ import math
 from dataclasses import dataclass
 
 from selfconfig.errors import ConfigurationError
-from selfconfig.plans import Budget as PlanBudget
-from selfconfig.plans import ConfigurationPlan
+from selfconfig.plans import Budget as PlanBudget, ConfigurationPlan
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,8 @@ def pretext_cost(task: type | None, config: ConfigurationPlan, target_task: str,
     from selfconfig.networks.cost import training_seconds_per_sample
 
     net, patch = config.network, config.patch_size
-    plain = (budget.cpu_gflops if budget and budget.cpu_gflops else None) or 1.0
-    kind_rate = None
-    if net.encoder.kind != "plain" and budget and budget.cpu_gflops_by_encoder:
-        kind_rate = budget.cpu_gflops_by_encoder.get(f"{net.encoder.kind} {net.dim}d")
+    plain = (budget.cpu_gflops if budget else None) or 1.0
+    kind_rate = budget.encoder_gflops(net.encoder.kind, net.dim) if budget else None
     pretext = training_seconds_per_sample(net, patch, getattr(task, "cost_network", "classification"), plain, kind_rate)
     target = training_seconds_per_sample(net, patch, target_task, plain, kind_rate)
     return float(getattr(task, "cost_factor", 1.0)) * pretext / target
@@ -74,14 +71,14 @@ def _epochs(seconds: float, per_iteration: float, per_epoch: int) -> int:
     return max(2, int(math.floor(seconds / per_iteration / per_epoch + 0.5)))
 
 
-def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_cost: float = 1.0) -> dict:
-    """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_cost``: a pretext
-    iteration's cost relative to a supervised one (:func:`pretext_cost`)."""
+def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_relative_cost: float = 1.0) -> dict:
+    """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_relative_cost``: a
+    pretext iteration's cost relative to a supervised one (:func:`pretext_cost`)."""
     if budget.train_seconds is None:
         return {}
     seconds = config.estimated_iteration_seconds or 1.0
     per_epoch = budget.iters_per_epoch
     return {"epochs": _epochs(budget.train_seconds, seconds, per_epoch), "iters_per_epoch": per_epoch,
             "val_iters": budget.val_iters,
-            "pretrain_epochs": _epochs(budget.pretrain_seconds, seconds * pretext_cost, per_epoch),
+            "pretrain_epochs": _epochs(budget.pretrain_seconds, seconds * pretext_relative_cost, per_epoch),
             "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta, "checkpoint_every": 1}

@@ -46,4 +46,3 @@ def test_pretext_cost_follows_the_network_it_trains(planned):
     cheap = budget_hyperparameters(quick, cfg, pretext_cost(FlipPrediction, cfg, "segmentation", plans.budget))
     dear = budget_hyperparameters(quick, cfg, pretext_cost(ColorizationPretext, cfg, "segmentation", plans.budget))
     assert cheap["pretrain_epochs"] > dear["pretrain_epochs"]
-

@@ -6,8 +6,8 @@ from selfconfig.experiments import report
 
 
 def _rows(values: dict[str, list[float]], fractions=(0.1, 0.25)):
-    return [{"strategy": s, "fraction": f, "fold": str(k), "split": "test", "metric": "mean_dice", "value": v}
-            for s, per_fraction in values.items() for f, v in zip(fractions, per_fraction) for k in (0,)]
+    return [{"strategy": s, "fraction": f, "fold": "0", "split": "test", "metric": "mean_dice", "value": v}
+            for s, per_fraction in values.items() for f, v in zip(fractions, per_fraction)]
 
 
 def test_figure_y_axis_spans_zero_to_one(tmp_path, monkeypatch):
