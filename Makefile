@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 
 # make the example, plan and preprocess it, pre-train SurrogateFlip on the unlabeled pool, train
 # Scratch and SurrogateFlip on 25 % of fold 0's labels, predict and score the test scans, print
-# the table and the figure's path (6.5 minutes on a 2-core CPU from a fresh clone, after installation).
+# the table and the figure's path (6.5-7.5 minutes on a 2-core CPU from a fresh clone, after installation).
 demo: $(STAMP)
 	$(BIN)/selfconfig_make_example LUNG_LOBES --exist-ok
 	$(BIN)/selfconfig_plan_and_preprocess -d LUNG_LOBES -c 3d --no-progress
