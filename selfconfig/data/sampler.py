@@ -122,7 +122,9 @@ class PatchSampler:
         batch = {"data": np.stack(datas).astype(np.float32, copy=False), "label": np.asarray(labels, dtype=np.int64),
                  "index": np.asarray(index, dtype=np.int64)}
         if segs:
-            batch["seg"] = np.stack(segs).astype(np.int64, copy=False)
+            # labels keep their stored integer type (uint8 up to 255 classes): a quarter of the data
+            # of an int64 map to copy between processes; the training step widens them on its device
+            batch["seg"] = np.stack(segs)
         return batch
 
 

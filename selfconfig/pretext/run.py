@@ -117,7 +117,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
                                seed=seed + 1)
 
     def train_batches(start: int):
-        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda")
+        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda",
+                            low_priority=device.type == "cpu")
 
     def val_batches():
         for i in range(hp.val_iters):

@@ -31,6 +31,7 @@ class SegmentationLoss(nn.Module):
                                 smooth_nr=1e-5, smooth_dr=1e-5)
 
     def forward(self, outputs: torch.Tensor | list[torch.Tensor], seg: torch.Tensor) -> torch.Tensor:
+        seg = seg.long()  # no copy when it already is
         if not isinstance(outputs, (list, tuple)):
             return self.dc_ce(outputs.float(), seg)
         weights = deep_supervision_weights(len(outputs))

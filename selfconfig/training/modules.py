@@ -109,6 +109,7 @@ class SupervisedModule(OptimizationMixin):
                 data, target = self.augmenter(data, target)
             else:
                 data, _ = self.augmenter(data, None)
+        target = target.long()  # label maps arrive in their stored type (uint8); widened on the device
         with self.autocast():
             out = self.network(data)
             loss = self.loss(out, target)
@@ -119,7 +120,7 @@ class SupervisedModule(OptimizationMixin):
     def validation_step(self, batch: dict) -> dict[str, Any]:
         self.network.eval()
         data = self.to_device(batch["data"])
-        target = self._target(batch)
+        target = self._target(batch).long()
         with self.autocast():
             out = self.network(data)
             loss = self.loss(out, target)

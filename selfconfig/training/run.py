@@ -153,7 +153,8 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
                            seed=seed)
 
     def train_batches(start: int):
-        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda")
+        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda",
+                            low_priority=device.type == "cpu")
 
     val_batches = None
     if val_refs:
