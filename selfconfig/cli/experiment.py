@@ -1,4 +1,4 @@
-"""selfconfig_experiment -d NAME -tr Scratch SurrogateFlip [ImageNet ...] -frac 0.1 0.25 0.5 1.0 -f 0 1 2 3 4 [--budget quick|full]"""
+"""selfconfig_experiment -d NAME -tr Scratch SurrogateFlip [ImageNet ...] -frac 0.1 0.25 0.5 1.0 -f 0 1 2 3 4 [--budget quick|full] [--epochs N]"""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--plans", default="selfconfigPlans")
     p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
                    help="quick: about 20 min for 2 strategies x 4 fractions x 1 fold (LUNG_LOBES) on a 2-core CPU; full: trainer defaults")
+    p.add_argument("--epochs", type=int,
+                   help="fine-tuning epochs of every cell instead of the budget's; finished cells with fewer "
+                        "epochs are extended")
+    p.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of the budget's (new cells)")
+    p.add_argument("--pretrain-epochs", type=int,
+                   help="pre-training epochs instead of the budget's (a finished pre-training is reused as it is)")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
     p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")
@@ -33,10 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
     from selfconfig.cli.train import parse_fold
+    from selfconfig.errors import ConfigurationError
     from selfconfig.experiments.grid import run_experiment
 
-    overrides = {k: v for k, v in {"inflate_3d": args.inflate_3d, "pretrained_weights": args.pretrained_weights}.items()
-                 if v is not None}
+    given = {"inflate_3d": args.inflate_3d, "pretrained_weights": args.pretrained_weights, "epochs": args.epochs,
+             "iters_per_epoch": args.iters_per_epoch, "pretrain_epochs": args.pretrain_epochs}
+    for k in ("epochs", "iters_per_epoch", "pretrain_epochs"):
+        if given[k] is not None and given[k] < 1:
+            raise ConfigurationError(f"--{k.replace('_', '-')} must be at least 1, got {given[k]}")
+    overrides = {k: v for k, v in given.items() if v is not None}
     res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
                          configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                          roots=roots_from(args), device=args.device, progress=not args.no_progress,

@@ -118,8 +118,15 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
     scores_file = run_dir / "scores.json"
     final = run_dir / "checkpoint_final.pt"
     if scores_file.is_file() and final.is_file() and scores_file.stat().st_mtime >= final.stat().st_mtime:
-        log.info("%s: finished earlier, skipped", run_dir)
-        return read_json(scores_file)["rows"]
+        done = int(read_json(run_dir / "hyperparameters.json").get("epochs", 0))
+        wanted = int(overrides.get("epochs", done))
+        if wanted <= done:
+            if wanted < done:
+                log.warning("%s: trained for %d epochs already, more than the %d asked for; kept as it is",
+                            run_dir, done, wanted)
+            log.info("%s: finished earlier, skipped", run_dir)
+            return read_json(scores_file)["rows"]
+        log.info("%s: extending from %d to %d epochs", run_dir, done, wanted)
     resume = final.is_file() or (run_dir / "checkpoint_latest.pt").is_file()
     result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
                        progress=progress)

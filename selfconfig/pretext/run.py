@@ -81,6 +81,10 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
     with lock:
         if final.is_file() and not overwrite:
             log.info("using pre-trained checkpoint %s", final)
+            done = load_checkpoint(final).get("loop", {}).get("epochs")
+            if done is not None and int(done) != int(hp.pretrain_epochs):
+                log.warning("the pre-training in %s ran %d epochs, not the %d asked for; it is reused as it is "
+                            "(delete that folder to pre-train again)", out_dir, int(done), int(hp.pretrain_epochs))
             return PretrainResult(final, False, {})
         if overwrite:
             for p in out_dir.glob("checkpoint*.pt"):

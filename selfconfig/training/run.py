@@ -126,6 +126,7 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
         write_json(run_dir / "initialization.json", init_record)
         data.plans.save(run_dir / "plans.json")
     else:
+        write_json(run_dir / "hyperparameters.json", hp.to_dict())  # an extended run records its new epochs
         init_record = read_json(run_dir / "initialization.json") if (run_dir / "initialization.json").is_file() else {}
     network = network.to(device)
     if hasattr(network, "deep_supervision"):

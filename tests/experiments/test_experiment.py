@@ -40,3 +40,42 @@ def test_imagenet_on_3d_is_refused_clearly(planned, roots):
     planned("EXP3", task="segmentation", dim=3, configurations=["3d"])
     with pytest.raises(ConfigurationError, match="2d_imagenet"):
         run_experiment("EXP3", ["Scratch", "ImageNet"], [1.0], [0], roots=roots, progress=False, overrides=TINY)
+
+
+@pytest.mark.slow
+def test_more_epochs_extend_finished_cells_and_fewer_keep_them(planned, roots, caplog):
+    import logging
+
+    from selfconfig.training.checkpoint import load_checkpoint
+    from selfconfig.utils import read_json
+
+    planned("EXE", task="segmentation", dim=3, n_train=6, configurations=["3d"])
+    args = dict(budget="quick", roots=roots, progress=False)
+    run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0], [0], overrides=TINY, **args)
+    runs = sorted((roots.results / "EXE").glob("*__quick/frac_*/fold_0"))
+    assert len(runs) == 2
+    with caplog.at_level(logging.INFO):
+        # 0.5 is a new cell: it starts from the finished pre-training, which is not re-run
+        run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0, 0.5], [0],
+                       overrides={**TINY, "epochs": 2, "pretrain_epochs": 3}, **args)
+    for run in runs:
+        assert load_checkpoint(run / "checkpoint_final.pt")["loop"]["epoch"] == 2
+        assert read_json(run / "hyperparameters.json")["epochs"] == 2
+    assert "extending from 1 to 2 epochs" in caplog.text
+    assert "ran 1 epochs, not the 3 asked for" in caplog.text  # the pre-training is reused, and says so
+    assert len(list((roots.results / "EXE" / "pretrain").glob("*/checkpoint.pt"))) == 1
+    stamps = {r: (r / "checkpoint_final.pt").stat().st_mtime_ns for r in runs}
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0], [0], overrides=TINY, **args)
+    assert {r: (r / "checkpoint_final.pt").stat().st_mtime_ns for r in runs} == stamps
+    assert "trained for 2 epochs already, more than the 1 asked for" in caplog.text
+
+
+def test_experiment_cli_refuses_zero_epochs(capsys):
+    from selfconfig.cli.common import run
+    from selfconfig.cli.experiment import main
+
+    assert run(main, ["-d", "X", "--epochs", "0"], prog="selfconfig_experiment") == 2
+    err = capsys.readouterr().err
+    assert "--epochs must be at least 1" in err and len(err.strip().splitlines()) == 1
