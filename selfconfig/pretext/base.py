@@ -8,6 +8,7 @@ that :meth:`ClassificationPretext.make_inputs` applies). See documentation/exten
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +50,16 @@ class PretextTask(OptimizationMixin):
     #: segmentation target (a U-Net) than against a classification target (the encoder itself).
     cost_network = "classification"
     cost_factor = 1.0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "relative_cost" in cls.__dict__:
+            warnings.warn(f"{cls.__qualname__}.relative_cost is no longer read: the experiment budgets price a "
+                          "pretext iteration from cost_network and cost_factor (documentation/extending.md)",
+                          FutureWarning, stacklevel=2)
+        if cls.cost_network not in ("classification", "segmentation"):
+            raise ValueError(f"{cls.__qualname__}.cost_network must be 'classification' or 'segmentation', "
+                             f"got {cls.cost_network!r}")
 
     def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):
         self.data = data

@@ -46,3 +46,16 @@ def test_pretext_cost_follows_the_network_it_trains(planned):
     cheap = budget_hyperparameters(quick, cfg, pretext_cost(FlipPrediction, cfg, "segmentation", plans.budget))
     dear = budget_hyperparameters(quick, cfg, pretext_cost(ColorizationPretext, cfg, "segmentation", plans.budget))
     assert cheap["pretrain_epochs"] > dear["pretrain_epochs"]
+
+
+def test_a_pretext_task_that_still_sets_relative_cost_is_told_and_a_bad_cost_network_refused():
+    import pytest
+
+    from selfconfig.pretext.base import PretextTask
+
+    with pytest.warns(FutureWarning, match="relative_cost is no longer read"):
+        class OldStyle(PretextTask):  # noqa: F841
+            relative_cost = 0.4
+    with pytest.raises(ValueError, match="cost_network must be"):
+        class Typo(PretextTask):  # noqa: F841
+            cost_network = "segmenation"
