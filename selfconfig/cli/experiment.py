@@ -38,16 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    from selfconfig.cli.train import parse_fold
-    from selfconfig.errors import ConfigurationError
+    from selfconfig.cli.train import overrides_from, parse_fold
     from selfconfig.experiments.grid import run_experiment
 
-    given = {"inflate_3d": args.inflate_3d, "pretrained_weights": args.pretrained_weights, "epochs": args.epochs,
-             "iters_per_epoch": args.iters_per_epoch, "pretrain_epochs": args.pretrain_epochs}
-    for k in ("epochs", "iters_per_epoch", "pretrain_epochs"):
-        if given[k] is not None and given[k] < 1:
-            raise ConfigurationError(f"--{k.replace('_', '-')} must be at least 1, got {given[k]}")
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides = overrides_from(args, ("inflate_3d", "pretrained_weights", "epochs", "iters_per_epoch",
+                                      "pretrain_epochs"))
     res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
                          configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                          roots=roots_from(args), device=args.device, progress=not args.no_progress,

@@ -39,8 +39,19 @@ HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_s
            "pretrain_lr", "pretrained_weights", "inflate_3d")
 
 
+#: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)
+AT_LEAST_ONE = ("epochs", "iters_per_epoch", "pretrain_epochs", "pretrain_iters_per_epoch")
+
+
 def overrides_from(args: argparse.Namespace, keys=HP_KEYS) -> dict:
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The hyperparameters given on the command line (flag ``--a-b`` sets ``a_b``)."""
+    from selfconfig.errors import ConfigurationError
+
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    for k in AT_LEAST_ONE:
+        if k in given and given[k] < 1:
+            raise ConfigurationError(f"--{k.replace('_', '-')} must be at least 1, got {given[k]}")
+    return given
 
 
 def parse_fold(text: str) -> int | str:

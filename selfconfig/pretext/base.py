@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfconfig.dataset.schema import TASKS
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.loop import LoopState
 from selfconfig.training.modules import OptimizationMixin, poly_lr
@@ -57,8 +58,8 @@ class PretextTask(OptimizationMixin):
             warnings.warn(f"{cls.__qualname__}.relative_cost is no longer read: the experiment budgets price a "
                           "pretext iteration from cost_network and cost_factor (documentation/extending.md)",
                           FutureWarning, stacklevel=2)
-        if cls.cost_network not in ("classification", "segmentation"):
-            raise ValueError(f"{cls.__qualname__}.cost_network must be 'classification' or 'segmentation', "
+        if cls.cost_network not in TASKS:
+            raise ValueError(f"{cls.__qualname__}.cost_network must be one of {', '.join(TASKS)}, "
                              f"got {cls.cost_network!r}")
 
     def __init__(self, data: "DatasetContext", hp: TrainingConfig, device: torch.device, seed: int = 0):

@@ -123,6 +123,8 @@ def test_predict_unknown_trainer(planned, roots, tmp_path, capsys):
     (["-f", "7"], ("fold 7",)),
     (["-c", "4d"], ("4d",)),
     (["-d", "NoSuchDataset"], ("NoSuchDataset",)),
+    (["--pretrain-epochs", "0"], ("--pretrain-epochs must be at least 1",)),
+    (["--pretrain-iters-per-epoch", "0"], ("--pretrain-iters-per-epoch must be at least 1",)),
 ])
 def test_train_wrong_flags(args, keywords, planned, roots, capsys):
     planned("CLIT", task="segmentation", dim=2, shape=(32, 32), n_train=4, n_test=1, n_un=0)
