@@ -356,6 +356,12 @@ def test_corrupt_and_missing_files_raise_image_read_error(tmp_path):
         assert "\n" not in msg and "Traceback" not in msg and "0x" not in msg, msg
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / "trunc.nii.gz")
+    # cut off just after the header: nibabel cannot open it, SimpleITK reads it and zero-fills
+    ct = np.random.default_rng(0).integers(-1024, 500, size=(1, 32, 48, 48)).astype(np.int16)
+    write_image(ct, Geometry((1.0, 1.0, 1.0), (32, 48, 48)), tmp_path / "ct.nii.gz")
+    (tmp_path / "cut_after_header.nii.gz").write_bytes((tmp_path / "ct.nii.gz").read_bytes()[:300])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(tmp_path / "cut_after_header.nii.gz")
     with pytest.raises(ImageReadError, match="does not exist"):
         read_label(tmp_path / "missing.png")
 
