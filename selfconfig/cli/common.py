@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from selfconfig.errors import SelfconfigError, VerificationError
+from selfconfig.logs import LogFile, add_log_file, configure_logging  # noqa: F401  (re-exported)
 from selfconfig.paths import Roots
 
 
@@ -41,50 +42,7 @@ def setup_logging(args: argparse.Namespace | None = None, log_file: Path | None 
         level = logging.DEBUG
     elif args is not None and getattr(args, "quiet", False):
         level = logging.WARNING
-    root = logging.getLogger()
-    root.setLevel(level)
-    if not any(getattr(h, "_selfconfig_console", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        h._selfconfig_console = True  # type: ignore[attr-defined]
-        root.addHandler(h)
-    for noisy in ("matplotlib", "PIL", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if log_file is not None:
-        add_log_file(log_file)
-
-
-class LogFile:
-    """Context manager: also log to ``path`` (e.g. training.log in the run folder) while inside;
-    the root logger's level and handlers are restored on exit."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self) -> logging.Handler:
-        self.level = logging.getLogger().level
-        self.handler = add_log_file(self.path)
-        return self.handler
-
-    def __exit__(self, *exc) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        self.handler.close()
-        root.setLevel(self.level)
-
-
-def add_log_file(path: Path) -> logging.Handler:
-    """Also log to ``path``; prefer :class:`LogFile`, which undoes this. Returns the handler."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h = logging.FileHandler(path)
-    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    h.setLevel(logging.INFO)
-    root = logging.getLogger()
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)  # the log file records INFO even when the caller set up no logging
-    root.addHandler(h)
-    return h
+    configure_logging(level, log_file)
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None, prog: str = "") -> int:

@@ -17,14 +17,17 @@ from tqdm.auto import tqdm
 from selfconfig.errors import ConfigurationError
 from selfconfig.experiments.budgets import budget_hyperparameters, get_budget, pretext_cost
 from selfconfig.experiments.scoring import metric_value, primary_metric
-from selfconfig import paths
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
-from selfconfig.training.context import DatasetContext, open_dataset, pick_device
+from selfconfig.device import pick_device
+from selfconfig.training.context import DatasetContext, open_dataset
 from selfconfig.training.registry import get_trainer
 from selfconfig.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+#: a cell's scores (validation and test rows) in its run folder; newer than checkpoint_final.pt = done
+SCORES = "scores.json"
 
 
 @dataclass
@@ -110,26 +113,26 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
              progress: bool) -> list[dict]:
     """Train (or resume, or skip) one cell and score it on validation and test."""
     from selfconfig.inference.predictor import Predictor
-    from selfconfig.inference.validation import predict_and_score
+    from selfconfig.inference.validation import predict_and_score, raw_cases, validate_run
+    from selfconfig.training.builder import find_resume_checkpoint, is_finished_and_scored, trained_epochs
     from selfconfig.training.run import train_run
 
-    run_dir = paths.run_dir(data.roots, data.dataset, cls.name, data.plans.plans_name, data.configuration,
-                            cell.fraction, cell.fold, data.tag)
-    scores_file = run_dir / "scores.json"
+    run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
+    scores_file = run_dir / SCORES
     final = run_dir / "checkpoint_final.pt"
-    if scores_file.is_file() and final.is_file() and scores_file.stat().st_mtime >= final.stat().st_mtime:
-        done = int(read_json(run_dir / "hyperparameters.json").get("epochs", 0))
-        wanted = int(overrides.get("epochs", done))
-        if wanted <= done:
-            if wanted < done:
-                log.warning("%s: trained for %d epochs already, more than the %d asked for; kept as it is",
-                            run_dir, done, wanted)
-            log.info("%s: finished earlier, skipped", run_dir)
-            return read_json(scores_file)["rows"]
-        log.info("%s: extending from %d to %d epochs", run_dir, done, wanted)
-    resume = final.is_file() or (run_dir / "checkpoint_latest.pt").is_file()
+    wanted = overrides.get("epochs")
+    if is_finished_and_scored(run_dir, wanted, result=SCORES):
+        done = trained_epochs(run_dir)
+        if wanted is not None and done is not None and int(wanted) < done:
+            log.warning("%s: trained for %d epochs already, more than the %d asked for; kept as it is",
+                        run_dir, done, int(wanted))
+        log.info("%s: finished earlier, skipped", run_dir)
+        return read_json(scores_file)["rows"]
+    if is_finished_and_scored(run_dir, result=SCORES):
+        log.info("%s: extending from %d to %d epochs", run_dir, trained_epochs(run_dir), int(wanted))
+    resume = find_resume_checkpoint(run_dir) is not None
     result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
-                       progress=progress)
+                       progress=progress, validate=validate_run)
     cases = read_json(run_dir / "cases.json")
     rows = []
     base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
@@ -139,8 +142,6 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
         rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
     hp = read_json(run_dir / "hyperparameters.json")
     predictor = Predictor.from_checkpoints([final], device, tta=bool(hp.get("tta", True)))
-    from selfconfig.inference.validation import raw_cases
-
     _, test_cases = raw_cases(raw_dir, "test")
     if test_cases:
         test_ids = [c.case_id for c in test_cases]

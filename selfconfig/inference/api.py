@@ -93,7 +93,7 @@ def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None
             save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
             roots: Roots | None = None, progress: bool = True, tag: str = "",
             precision: str = "auto") -> PredictionResult:
-    from selfconfig.training.context import pick_device
+    from selfconfig.device import pick_device
 
     roots = roots or Roots.resolve()
     name = resolve_dataset_name(dataset, roots, need="preprocessed")

@@ -23,7 +23,7 @@ from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleD
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
-from selfconfig.training.checkpoint import load_checkpoint
+from selfconfig.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,16 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from selfconfig.cli.common import LogFile
-from selfconfig.data.loader import batch_stream
+from selfconfig.checkpoint import load_checkpoint, save_checkpoint
 from selfconfig.data.sampler import CaseRef, PatchSampler
 from selfconfig.errors import CheckpointError, ConfigurationError
-from selfconfig.training.callbacks import CheckpointCallback, EpochLogger, ProgressPlot, restore_rng_state
-from selfconfig.training.checkpoint import load_checkpoint
+from selfconfig.logs import LogFile
+from selfconfig.training.builder import (RunSpec, base_meta, find_resume_checkpoint, make_sampler, patch_batches,
+                                         restore, run_loop, stream_from)
+from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
-from selfconfig.training.loop import LoopState, fit
+from selfconfig.training.loop import LoopState
 from selfconfig.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:
     task_cls = strategy_cls.pretext_task
     task_cls.check_compatible(data)
-    latest = out_dir / "checkpoint_latest.pt"
-    ckpt = load_checkpoint(latest) if latest.is_file() and continue_training else None
+    latest = find_resume_checkpoint(out_dir, ("latest",)) if continue_training else None  # an interrupted one
+    ckpt = load_checkpoint(latest) if latest is not None else None
     if ckpt is not None:
         hp = TrainingConfig.from_dict(ckpt["hyperparameters"])
     seed = int(hp.seed) * 1000 + 17
@@ -109,58 +110,35 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     batch_size = hp.batch_size or cfg.batch_size
     state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch)
     if ckpt is not None:
-        task.load_state_dict(ckpt["module"])
-        state = LoopState.from_dict(ckpt["loop"])
-        restore_rng_state(ckpt.get("rng", {}))
+        state = restore(task, ckpt)
         log.info("resuming pre-training at epoch %d", state.epoch + 1)
     write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs], "val": [r.case_id for r in val_refs],
                                        "note": "D^u = training cases without labels + imagesUn; no test case"})
-    sampler = PatchSampler(train_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
-                           seed=seed)
+    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, oversample=0.0, with_labels=False)
     val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
                                seed=seed + 1)
-
-    def train_batches(start: int):
-        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda",
-                            low_priority=device.type == "cpu")
-
-    def val_batches():
-        for i in range(hp.val_iters):
-            yield {k: torch.from_numpy(v) for k, v in val_sampler.sample(i).items()}
-
-    p = data.plans
-    meta = lambda: {  # noqa: E731
-        "kind": "pretrain",
-        "strategy": strategy_cls.name,
-        "pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}",
-        "plans": p.to_dict(),
-        "configuration": data.configuration,
-        "dataset": {"name": data.dataset, "task": p.task, "labels": p.labels, "channel_names": p.channel_names,
-                    "num_input_channels": p.num_input_channels, "dim": p.dim},
-        "hyperparameters": hp.to_dict(),
-        "pool_size": len(pool),
-    }
+    meta = lambda: {"kind": "pretrain", "strategy": strategy_cls.name,  # noqa: E731
+                    "pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}",
+                    **base_meta(data, hp), "pool_size": len(pool)}
 
     class _Export(CheckpointCallback):
+        """Also writes ``checkpoint.pt``: the transferable weights, what a fine-tuning run loads."""
+
         def on_fit_end(self, module, st):
             super().on_fit_end(module, st)
             payload = {**meta(), "loop": st.to_dict(),
                        "pretrained": {"state_dict": module.transferable_state(),
                                       "groups": {t: list(module.transfer_groups(t))
                                                  for t in ("segmentation", "classification")}}}
-            from selfconfig.training.checkpoint import save_checkpoint
-
             save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
 
-    callbacks = [EpochLogger(f"pretrain {strategy_cls.name}"),
-                 _Export(out_dir, meta, hp.checkpoint_every),
-                 ProgressPlot(out_dir / "progress.png", f"{data.dataset} pre-training {strategy_cls.name} "
-                                                        f"({task_cls.name}) {data.configuration}")]
+    spec = RunSpec(out_dir, f"pretrain {strategy_cls.name}",
+                   f"{data.dataset} pre-training {strategy_cls.name} ({task_cls.name}) {data.configuration}", meta, hp,
+                   checkpoint=_Export, desc=f"pretrain {task_cls.name}")
     log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
              "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
              len(val_refs), cfg.patch_size, batch_size, state.epochs, state.iters_per_epoch, task.precision)
-    fit(task, state, train_batches, val_batches, callbacks, progress=progress, ema=hp.ema_best,
-        desc=f"pretrain {task_cls.name}")
+    run_loop(spec, task, state, stream_from(sampler, hp, device), patch_batches(val_sampler, hp.val_iters), progress)
     return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history)
 
 

@@ -1,12 +1,19 @@
-"""API behind ``selfconfig_train``."""
+"""API behind ``selfconfig_train``.
+
+This module is an API façade, above the engine: it composes training with the final validation
+of :mod:`selfconfig.inference` (the engine itself, :mod:`selfconfig.training.run`, never imports
+inference; it is handed the validation as a callable).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from selfconfig.device import pick_device
+from selfconfig.inference.validation import validate_run
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
-from selfconfig.training.context import open_dataset, pick_device
+from selfconfig.training.context import open_dataset
 from selfconfig.training.registry import get_trainer
 from selfconfig.training.run import RunResult, train_run
 
@@ -15,8 +22,9 @@ def train(trainer: str, dataset: str | int | None = None, *, configuration: str 
           fold: int | str = 0, fraction: float = 1.0, plans_name: str = DEFAULT_PLANS_NAME,
           hyperparameters: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
           device: str | None = None, roots: Roots | None = None, progress: bool = True, tag: str = "") -> RunResult:
-    """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...)."""
+    """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...),
+    then score it on its validation fold (unless ``final_validation`` is off)."""
     cls = get_trainer(trainer)
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
-                     pick_device(device), progress)
+                     pick_device(device), progress, validate=validate_run)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from selfconfig.training.checkpoint import save_checkpoint
+from selfconfig.checkpoint import save_checkpoint
 from selfconfig.training.loop import Callback, LoopState
 from selfconfig.utils import atomic_savefig
 

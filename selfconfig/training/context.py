@@ -10,22 +10,15 @@ from pathlib import Path
 import torch
 
 from selfconfig.data.sampler import CaseRef
+from selfconfig.device import pick_device  # noqa: F401  (re-exported)
 from selfconfig.data.splits import fold_cases, fraction_subset, load_or_create_splits
-from selfconfig.errors import ConfigurationError, DatasetNotFoundError
+from selfconfig.errors import DatasetNotFoundError
 from selfconfig.paths import Roots, pretrain_dir, resolve_dataset_name, run_dir
 from selfconfig.planning import DEFAULT_PLANS_NAME, config_data_dir, load_plans
 from selfconfig.plans import ConfigurationPlan, Plans
 from selfconfig.preprocessing import storage
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigurationError("--device cuda was asked for but no CUDA GPU is available")
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -110,6 +103,11 @@ class DatasetContext:
             return load_or_create_splits(self.preprocessed_dir, train_ids)
         return load_or_create_splits(self.preprocessed_dir, train_ids, self.training_labels(), self.training_groups())
 
+    def run_dir(self, trainer_name: str, fraction: float, fold: int | str) -> Path:
+        """The folder of one run: ``results/NAME/<Trainer>__<plans>__<config>[__tag]/frac_<f>/fold_<k>``."""
+        return run_dir(self.roots, self.dataset, trainer_name, self.plans.plans_name, self.configuration, fraction,
+                       fold, self.tag)
+
     def pretrain_dir(self, strategy: str) -> Path:
         return pretrain_dir(self.roots, self.dataset, strategy, self.plans.plans_name, self.configuration, self.tag)
 
@@ -139,9 +137,7 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        d = self.data
-        return run_dir(d.roots, d.dataset, self.trainer_name, d.plans.plans_name, d.configuration, self.fraction,
-                       self.fold, d.tag)
+        return self.data.run_dir(self.trainer_name, self.fraction, self.fold)
 
     @classmethod
     def create(cls, data: DatasetContext, trainer_name: str, fold: int | str, fraction: float,

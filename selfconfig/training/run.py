@@ -7,23 +7,30 @@ import shutil
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
-from selfconfig.data.loader import batch_stream
-from selfconfig.data.sampler import PatchSampler, iterate_cases
+from selfconfig.checkpoint import load_checkpoint
+from selfconfig.data.sampler import PatchSampler
+from selfconfig.device import pick_device
 from selfconfig.errors import CheckpointError, ConfigurationError
-from selfconfig.training.callbacks import CheckpointCallback, EpochLogger, ProgressPlot, restore_rng_state
-from selfconfig.training.checkpoint import load_checkpoint
+from selfconfig.logs import LogFile
+from selfconfig.training.builder import (RunSpec, base_meta, case_batches, find_resume_checkpoint, make_sampler,
+                                         patch_batches, restore, run_loop, scored_after_final, stream_from)
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext, RunContext
-from selfconfig.training.loop import LoopState, fit
+from selfconfig.training.loop import LoopState
 from selfconfig.training.modules import SupervisedModule
 from selfconfig.training.trainer import Trainer
 from selfconfig.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+
+#: final validation: ``validate(run_dir, data, val_ids, device, tta, progress) -> summary or None``.
+#: Supplied by the layer above (the API function, the experiment grid), which may import inference.
+Validator = Callable[[Path, DatasetContext, list, torch.device, bool, bool], Optional[dict]]
 
 
 @dataclass
@@ -39,41 +46,27 @@ def run_seed(hp: TrainingConfig, fold: int | str) -> int:
 
 
 def checkpoint_meta(trainer: Trainer, run: RunContext, hp: TrainingConfig, extra: dict | None = None) -> dict:
-    p = run.data.plans
     return {
         "trainer": trainer.name,
         "trainer_class": f"{type(trainer).__module__}:{type(trainer).__qualname__}",
-        "plans": p.to_dict(),
-        "configuration": run.data.configuration,
-        "dataset": {"name": run.data.dataset, "task": p.task, "labels": p.labels, "channel_names": p.channel_names,
-                    "num_input_channels": p.num_input_channels, "dim": p.dim},
-        "hyperparameters": hp.to_dict(),
+        **base_meta(run.data, hp),
         "fold": str(run.fold),
         "fraction": run.fraction,
         **(extra or {}),
     }
 
 
-def _find_resume_checkpoint(run_dir: Path) -> Path | None:
-    for kind in ("latest", "final"):
-        p = run_dir / f"checkpoint_{kind}.pt"
-        if p.is_file():
-            return p
-    return None
-
-
 def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str = 0, fraction: float = 1.0,
               overrides: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
-              device: torch.device | None = None, progress: bool = True) -> RunResult:
+              device: torch.device | None = None, progress: bool = True,
+              validate: Validator | None = None) -> RunResult:
     """Train (or resume / extend) one run and score its validation fold.
 
     ``overrides``: hyperparameters set explicitly (CLI flags), applied over the trainer's
     defaults. When resuming, the saved hyperparameters are used and only ``epochs`` may change
-    (asking a finished run for more epochs extends it).
+    (asking a finished run for more epochs extends it). ``validate`` scores the finished run on
+    its validation fold (see :data:`Validator`); without it there is no final validation.
     """
-    from selfconfig.cli.common import LogFile
-    from selfconfig.training.context import pick_device
-
     device = device or pick_device()
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides)
@@ -81,7 +74,7 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     trainer.check_compatible(data)
     run = RunContext.create(data, trainer.name, fold, fraction, device, progress)
     run_dir = run.run_dir
-    existing = _find_resume_checkpoint(run_dir)
+    existing = find_resume_checkpoint(run_dir)
     if existing is not None and not continue_training and not overwrite:
         what = "finished" if existing.name.endswith("final.pt") else "interrupted"
         raise ConfigurationError(
@@ -92,11 +85,11 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
         existing = None
     run_dir.mkdir(parents=True, exist_ok=True)
     with LogFile(run_dir / "training.log"):
-        return _train(trainer, run, hp, existing if continue_training else None, progress, overrides)
+        return _train(trainer, run, hp, existing if continue_training else None, progress, overrides, validate)
 
 
 def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: Path | None,
-           progress: bool, overrides: dict[str, Any]) -> RunResult:
+           progress: bool, overrides: dict[str, Any], validate: Validator | None) -> RunResult:
     data, device, run_dir = run.data, run.device, run.run_dir
     ckpt = load_checkpoint(resume_from) if resume_from else None
     if ckpt is not None:
@@ -141,55 +134,36 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
                               lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
     if ckpt is not None:
-        module.load_state_dict(ckpt["module"])
-        state = LoopState.from_dict(ckpt["loop"])
+        state = restore(module, ckpt)
         if hp.epochs != state.epochs:
             log.info("extending the run from %d to %d epochs", state.epochs, hp.epochs)
             state.epochs = hp.epochs
             state.finished = False
-        restore_rng_state(ckpt.get("rng", {}))
         log.info("resuming %s at epoch %d, step %d", resume_from.name, state.epoch + 1, state.step_in_epoch)
 
-    sampler = PatchSampler(train_refs, cfg.patch_size, batch_size, data.task, oversample=cfg.foreground_oversampling,
-                           seed=seed)
-
-    def train_batches(start: int):
-        return batch_stream(sampler, start=start, num_workers=hp.num_workers, pin_memory=device.type == "cuda",
-                            low_priority=device.type == "cpu")
-
+    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, oversample=cfg.foreground_oversampling)
     val_batches = None
     if val_refs:
         if data.task == "segmentation":
             val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task,
                                        oversample=cfg.foreground_oversampling, seed=seed + 7)
-
-            def val_batches():
-                for i in range(hp.val_iters):
-                    yield {k: torch.from_numpy(v) for k, v in val_sampler.sample(i).items()}
+            val_batches = patch_batches(val_sampler, hp.val_iters)
         else:
-            def val_batches():
-                for b in iterate_cases(val_refs, cfg.patch_size, batch_size, data.task):
-                    yield {"data": torch.from_numpy(b["data"]), "label": torch.from_numpy(b["label"])}
+            val_batches = case_batches(val_refs, cfg.patch_size, batch_size, data.task)
 
-    meta = lambda: checkpoint_meta(trainer, run, hp, {"initialization": init_record})  # noqa: E731
-    callbacks = [EpochLogger(trainer.name), CheckpointCallback(run_dir, meta, hp.checkpoint_every),
-                 ProgressPlot(run_dir / "progress.png", f"{data.dataset} {trainer.name} {data.configuration} "
-                                                        f"frac {run.fraction:g} fold {run.fold}"),
-                 *trainer.extra_callbacks(run)]
+    spec = RunSpec(run_dir, trainer.name, f"{data.dataset} {trainer.name} {data.configuration} "
+                                          f"frac {run.fraction:g} fold {run.fold}",
+                   lambda: checkpoint_meta(trainer, run, hp, {"initialization": init_record}), hp,
+                   extra_callbacks=trainer.extra_callbacks(run))
     trained = not (ckpt is not None and state.epoch >= state.epochs and state.finished)
     log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s (%s)",
              trainer.name, data.dataset, data.configuration, len(train_refs), cfg.patch_size, batch_size,
              state.epochs, state.iters_per_epoch, device, module.precision)
     if trained:
-        fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=hp.ema_best,
-            desc=trainer.name)
+        run_loop(spec, module, state, stream_from(sampler, hp, device), val_batches, progress)
     validation = None
-    summary = run_dir / "validation" / "summary.json"
-    final = run_dir / "checkpoint_final.pt"
-    if not trained and summary.is_file() and final.is_file() and summary.stat().st_mtime >= final.stat().st_mtime:
-        validation = read_json(summary)  # already scored with this checkpoint
-    elif hp.final_validation and run.val_ids:
-        from selfconfig.inference.validation import validate_run
-
-        validation = validate_run(run_dir, data, run.val_ids, device=device, tta=hp.tta, progress=progress)
+    if not trained and scored_after_final(run_dir, "validation/summary.json"):
+        validation = read_json(run_dir / "validation" / "summary.json")  # already scored with this checkpoint
+    elif hp.final_validation and run.val_ids and validate is not None:
+        validation = validate(run_dir, data, run.val_ids, device, hp.tta, progress)
     return RunResult(run_dir, trained, state.history, validation)

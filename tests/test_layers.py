@@ -1,0 +1,127 @@
+"""Layers import downwards only (documentation/extending.md, "Layers"):
+
+cli -> API façades -> experiments -> pretext -> inference / training -> data, planning ->
+networks, preprocessing, augment, evaluation -> dataset, plans -> logs, checkpoint, device, paths ->
+errors, utils.
+
+Every ``import`` of every module of the package is read with :mod:`ast` (also the ones inside
+functions, where the upward imports used to hide) and checked against that order.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import selfconfig
+
+PACKAGE = Path(selfconfig.__file__).parent
+
+#: lowest first; a module may import its own package and anything on a lower layer
+LAYERS: list[set[str]] = [
+    {"errors", "utils"},
+    {"parallel", "precision", "paths", "logs", "checkpoint", "device"},
+    {"dataset", "plans"},
+    {"fingerprint", "preprocessing", "networks", "augment", "evaluation", "examples"},
+    {"data", "planning"},
+    {"training", "inference"},
+    {"pretext"},
+    {"experiments"},
+    {"api"},
+    {"cli", "testing"},
+]
+
+#: the API functions behind the commands compose training with inference (the final validation);
+#: they sit above the engine, although they live in the package they front
+API_MODULES = {"selfconfig.training.api", "selfconfig.pretext.api"}
+
+
+def layer_of(module: str) -> int:
+    if module in API_MODULES:
+        part = "api"
+    else:
+        parts = module.split(".")
+        part = parts[1] if len(parts) > 1 else ""
+    for i, names in enumerate(LAYERS):
+        if part in names:
+            return i
+    raise KeyError(f"{module}: its package {part!r} has no layer in tests/test_layers.py; give it one")
+
+
+def unit_of(module: str) -> str:
+    """What an import may always reach: its own package (selfconfig.training.*), or itself."""
+    if module in API_MODULES:
+        return module
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of every selfconfig import in ``source``, relative ones resolved."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "selfconfig":  # from selfconfig import paths
+                found += [(node.lineno, f"selfconfig.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, target))
+    return [(line, m) for line, m in found if m == "selfconfig" or m.startswith("selfconfig.")]
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    here = layer_of(module)
+    out = []
+    for line, target in imported_modules(source, module, is_package):
+        if target == "selfconfig" or unit_of(target) == unit_of(module):
+            continue
+        if layer_of(target) >= here:
+            out.append(f"{module}:{line} imports {target} (layer {LAYERS[layer_of(target)]} is not below "
+                       f"{LAYERS[here]})")
+    return out
+
+
+def test_the_checker_catches_an_upward_import():
+    """The rule itself: an engine module importing the CLI, or training importing inference, fails."""
+    assert violations("from selfconfig.cli.common import LogFile\n", "selfconfig.training.run")
+    assert violations("def f():\n    from selfconfig.inference.validation import validate_run\n",
+                      "selfconfig.training.run")
+    assert violations("from selfconfig.training.checkpoint import load_checkpoint\n",
+                      "selfconfig.inference.predictor")
+    assert violations("from ..training import run\n", "selfconfig.inference.predictor")
+    assert violations("from selfconfig import experiments\n", "selfconfig.training.run")
+    assert violations("import selfconfig.cli.train\n", "selfconfig.experiments.grid")
+    assert not violations("from selfconfig.checkpoint import load_checkpoint\n", "selfconfig.inference.predictor")
+    assert not violations("from selfconfig.inference.validation import validate_run\n", "selfconfig.training.api")
+    assert violations("from selfconfig.training.api import train\n", "selfconfig.experiments.grid")
+    with pytest.raises(KeyError):
+        layer_of("selfconfig.newpackage.thing")
+
+
+def test_every_module_imports_downwards_only():
+    problems = []
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert len(modules) > 50
+    for path in modules:
+        name = module_name(path)
+        if name == "selfconfig":
+            continue
+        problems += violations(path.read_text(), name, path.name == "__init__.py")
+    assert not problems, "upward imports:\n" + "\n".join(problems)
