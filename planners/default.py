@@ -40,6 +40,17 @@ class DefaultPlanner:
     initial_patch_volume = {3: 256 ** 3, 2: 2048 ** 2}
     #: encoder of the ImageNet-compatible configurations ("" to plan none)
     imagenet_encoder = "efficientnet_lite0"
+    #: plan ``3d_lowres`` when the full-resolution patch holds less than this fraction of the median
+    #: shape's voxels (nnU-Net's threshold)
+    lowres_creation_threshold = 0.25
+    #: coarsen the low-resolution spacing until its patch holds at least this fraction of the median
+    #: shape (nnU-Net stops at 0.25; a network needs to see most of the object to tell its parts apart
+    #: when it trains for minutes, not days: documentation/plans.md)
+    lowres_target_coverage = 0.5
+    #: spacing growth per step while searching the low-resolution spacing (nnU-Net's)
+    lowres_spacing_step = 1.03
+    #: never coarsen more than this relative to the full-resolution spacing
+    lowres_max_factor = 8.0
 
     def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
                  cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
@@ -88,9 +99,12 @@ class DefaultPlanner:
         if self.dim == 3:
             shape3 = self.median_shape_at(target)
             configurations["3d"] = self.plan_configuration("3d", target, shape3)
+            lowres = self.plan_lowres(configurations["3d"])
+            if lowres is not None:
+                configurations["3d_lowres"] = lowres
             # 2d: slices; in-plane target spacing, z left as it is (every slice is a sample)
             configurations["2d"] = self.plan_configuration("2d", target[1:], shape3[1:], samples_per_case=shape3[0])
-            recommended = "3d"
+            recommended = self.recommend(configurations)
         else:
             shape3 = self.median_shape_at(target)
             configurations["2d"] = self.plan_configuration("2d", target[1:], shape3[1:])
@@ -115,6 +129,56 @@ class DefaultPlanner:
             budget=self.budget_model.describe(),
         )
         return plans
+
+    @staticmethod
+    def coverage(cfg: ConfigurationPlan) -> float:
+        """Fraction of the median shape's voxels that one patch holds (at most 1)."""
+        return float(min(1.0, np.prod([min(p, m) for p, m in zip(cfg.patch_size, cfg.median_shape)], dtype=float)
+                         / max(np.prod(cfg.median_shape, dtype=float), 1.0)))
+
+    def plan_lowres(self, fullres: ConfigurationPlan) -> ConfigurationPlan | None:
+        """``3d_lowres`` as nnU-Net makes it, when the budget-limited full-resolution patch holds less
+        than :attr:`lowres_creation_threshold` of the median shape: the spacing grows by
+        :attr:`lowres_spacing_step` (:meth:`coarsen`) until the patch the budget allows holds
+        :attr:`lowres_target_coverage` of the median shape at that spacing. ``None`` when the
+        full-resolution patch already sees enough, or the data are classification cases (a
+        classifier's patch is the whole case)."""
+        if self.info.task != "segmentation" or self.coverage(fullres) >= self.lowres_creation_threshold:
+            return None
+        base = np.asarray(fullres.spacing, dtype=float)
+        spacing = base.copy()
+        cfg = fullres
+        while self.coverage(cfg) < self.lowres_target_coverage:
+            if float(np.max(spacing / base)) >= self.lowres_max_factor:
+                log.warning("3d_lowres: the patch still holds only %.0f %% of the median shape at %s mm "
+                            "(%.0fx the full-resolution spacing)", 100 * self.coverage(cfg),
+                            "x".join(f"{v:.2f}" for v in spacing), self.lowres_max_factor)
+                break
+            spacing = self.coarsen(spacing)
+            cfg = self.plan_configuration("3d_lowres", spacing.tolist(), self.median_shape_at(spacing.tolist()))
+        log.info("3d: the patch holds %.0f %% of the median shape; planned 3d_lowres at %s mm holding %.0f %%",
+                 100 * self.coverage(fullres), "x".join(f"{v:.2f}" for v in cfg.spacing), 100 * self.coverage(cfg))
+        return cfg
+
+    def coarsen(self, spacing: np.ndarray) -> np.ndarray:
+        """One step of the low-resolution spacing search: the finer axes catch up with the coarsest
+        first (a coarse grid should be isotropic: coarsening the axis that is already the coarsest
+        loses the most), then all axes grow together."""
+        fine = spacing < spacing.max() * (1 - 1e-6)
+        if fine.any():
+            return np.where(fine, np.minimum(spacing * self.lowres_spacing_step, spacing.max()), spacing)
+        return spacing * self.lowres_spacing_step
+
+    def recommend(self, configurations: dict[str, ConfigurationPlan]) -> str:
+        """The configuration to train by default. A CPU budget allows minutes to hours of training:
+        there a network that sees the whole object at a coarser spacing learns far faster than one
+        that sees a tenth of it at full resolution (LUNG_LOBES, 600 iterations: Dice 0.89 vs 0.30,
+        documentation/plans.md), so ``3d_lowres`` is recommended where it exists. A GPU budget
+        trains for days: ``3d`` (full resolution), as nnU-Net; ``selfconfig_find_best_configuration``
+        compares them by cross-validation."""
+        if "3d_lowres" in configurations and self.device == "cpu":
+            return "3d_lowres"
+        return "3d"
 
     def add_configurations(self, configurations: dict[str, ConfigurationPlan]) -> None:
         """Add ``<config>_imagenet`` for every configuration: the same data (spacing, patch

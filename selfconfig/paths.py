@@ -24,6 +24,17 @@ ENV_VARS = {
 DEFAULT_BASE = "selfconfig_data"
 
 
+def user_cache_dir() -> Path:
+    """Per-user, per-machine cache (the CPU throughput measurement): ``SELFCONFIG_CACHE``, else
+    ``$XDG_CACHE_HOME/selfconfig``, else ``~/.cache/selfconfig``. Outside every dataset folder, so
+    that every plan made on this machine reuses one measurement."""
+    env = os.environ.get("SELFCONFIG_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return (Path(base).expanduser() / "selfconfig").resolve()
+
+
 def get_root(kind: str, explicit: str | os.PathLike | None = None) -> Path:
     """Resolve one root: ``explicit`` > environment variable > ``./selfconfig_data/<kind>``."""
     if kind not in ENV_VARS:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from selfconfig.dataset.verify import verify_dataset
 from selfconfig.fingerprint import add_classification_counts, compute_fingerprint, save_fingerprint
-from selfconfig.paths import Roots, resolve_dataset_name
+from selfconfig.paths import Roots, resolve_dataset_name, user_cache_dir
 from selfconfig.plans import Plans
 from selfconfig.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLANS_NAME = "selfconfigPlans"
-CPU_THROUGHPUT_CACHE = ".cpu_throughput.json"  # in the preprocessed root: one measurement per machine
+CPU_THROUGHPUT_CACHE = "cpu_throughput.json"  # in the user cache folder: one measurement per machine
 
 
 def plans_file(preprocessed_dir: Path, plans_name: str = DEFAULT_PLANS_NAME) -> Path:
@@ -84,7 +84,7 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
     planner_cls = get_planner(planner)
     p = planner_cls(info, fp, gpu_memory_gb=gpu_memory_gb, cpu_target_seconds=cpu_target_seconds,
                     cpu_gflops=cpu_gflops, plans_name=plans_name, remeasure_cpu=remeasure_cpu,
-                    throughput_cache=roots.preprocessed / CPU_THROUGHPUT_CACHE)
+                    throughput_cache=user_cache_dir() / CPU_THROUGHPUT_CACHE)
     plans = p.plan()
     configs = configurations or list(plans.configurations)
     unknown = [c for c in configs if c not in plans.configurations]
@@ -119,6 +119,8 @@ def format_plans_summary(plans: Plans) -> str:
         lines.append(f"  budget: CPU, ~{b.target_iteration_seconds:g} s per training iteration "
                      f"({b.cpu_threads} threads, {b.precision}, {b.cpu_gflops} effective GFLOP/s"
                      + "".join(f"; {k}: {v}" for k, v in (b.cpu_gflops_by_encoder or {}).items()) + ")")
+        if b.cpu_measurement_note:
+            lines.append(f"  WARNING: {b.cpu_measurement_note}")
     else:
         lines.append(f"  budget: GPU with {b.gpu_memory_gb:g} GB")
     lines.append(f"  median spacing {fmt(plans.original_median_spacing)}, median shape {fmt(plans.original_median_shape)}")

@@ -110,6 +110,7 @@ class Budget:
     cpu_gflops_by_encoder: dict[str, float] | None = None  # ImageNet encoder kinds, measured separately
     gpu_memory_gb: float | None = None  # GPU plans
     precision: str | None = None  # the training precision the budget was measured with
+    cpu_measurement_note: str | None = None  # set when the CPU measurement looked disturbed
 
     @staticmethod
     def encoder_key(kind: str, dim: int) -> str:

@@ -19,6 +19,20 @@ from selfconfig.paths import Roots
 torch.set_num_threads(1)  # tests run beside other work; one thread is faster then
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The per-machine cache (CPU throughput) of the test session, not the user's."""
+    import os
+
+    old = os.environ.get("SELFCONFIG_CACHE")
+    os.environ["SELFCONFIG_CACHE"] = str(tmp_path_factory.mktemp("selfconfig_cache"))
+    yield
+    if old is None:
+        os.environ.pop("SELFCONFIG_CACHE", None)
+    else:
+        os.environ["SELFCONFIG_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """Commands configure the root logger (console handler, INFO level); undo that after each test
