@@ -44,7 +44,8 @@ def _plane_rotation(theta: torch.Tensor, i: int, j: int, dim: int) -> torch.Tens
 
 
 def sampling_matrix(
-    rotation: torch.Tensor, scale: torch.Tensor, spatial_shape: tuple[int, ...]
+    rotation: torch.Tensor, scale: torch.Tensor, spatial_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """Linear map from output to input in normalised grid coordinates, (N, d, d) float64.
 
@@ -52,12 +53,32 @@ def sampling_matrix(
     order), ``scale`` (N,) is the content zoom. The matrix is built in voxel units so that a
     rotation of a non-cubic patch stays a rotation, then moved to the normalised [-1, 1]
     coordinates of ``grid_sample`` (align_corners=False), whose axis order is (x, y, z).
+    ``spatial_shape`` is the output's shape, ``input_shape`` the (larger, centred) input's
+    (default: the same).
     """
     d = len(spatial_shape)
-    half = torch.tensor([s / 2.0 for s in spatial_shape], dtype=torch.float64)
+    half_out = torch.tensor([s / 2.0 for s in spatial_shape], dtype=torch.float64)
+    half_in = torch.tensor([s / 2.0 for s in (input_shape or spatial_shape)], dtype=torch.float64)
     a_vox = rotation / scale.to(torch.float64).reshape(-1, 1, 1)
-    a_norm = a_vox * half.reshape(1, 1, d) / half.reshape(1, d, 1)  # D^-1 A D
+    a_norm = a_vox * half_out.reshape(1, 1, d) / half_in.reshape(1, d, 1)  # D_in^-1 A D_out
     return a_norm.flip(1).flip(2)  # array order (z, y, x) -> grid order (x, y, z)
+
+
+def input_extent(rotations: torch.Tensor, min_scale: float, output_shape: tuple[int, ...]) -> list[int]:
+    """The smallest centred input patch from which every output voxel of ``output_shape`` can be
+    sampled under any of ``rotations`` (N, d, d output -> input, as :func:`rotation_matrices`) at
+    any zoom >= ``min_scale``: the bounding box of the transformed output corners, made larger by
+    an even number of voxels per axis so that a centre crop stays aligned."""
+    d = len(output_shape)
+    half = torch.tensor([s / 2.0 for s in output_shape], dtype=torch.float64)
+    signs = torch.cartesian_prod(*[torch.tensor([-1.0, 1.0], dtype=torch.float64)] * d).reshape(-1, d)
+    corners = signs * half  # (2^d, d)
+    reach = (rotations.to(torch.float64) @ corners.T).abs().amax(dim=(0, 2)) / float(min_scale)  # (d,)
+    out = []
+    for size, r in zip(output_shape, reach.tolist()):
+        need = max(int(size), int(math.ceil(2 * r - 1e-6)))
+        out.append(need + (need - int(size)) % 2)
+    return out
 
 
 def linear_grid(
@@ -87,16 +108,21 @@ def resample_selected(
     index: torch.Tensor,
     matrix: torch.Tensor,
     border_min: bool = False,
+    out_data: torch.Tensor | None = None,
+    out_seg: torch.Tensor | None = None,
 ) -> None:
-    """Resample samples ``index`` of ``data`` (linear) and ``seg`` (nearest) in place.
+    """Resample samples ``index`` of ``data`` (linear) and ``seg`` (nearest) into ``out_data`` /
+    ``out_seg`` (default: in place), whose spatial shape may be smaller (a centred crop).
 
-    ``matrix`` (len(index), d, d) comes from :func:`sampling_matrix`. Data outside the patch
+    ``matrix`` (len(index), d, d) comes from :func:`sampling_matrix`. Data outside the input
     becomes 0, or the per-channel minimum with ``border_min``; labels outside become 0.
     """
+    out_data = data if out_data is None else out_data
+    out_seg = seg if out_seg is None else out_seg
     device = data.device
     idx = index.to(device)
     sub = data.index_select(0, idx)
-    grid = linear_grid(matrix, tuple(sub.shape[2:]), device)
+    grid = linear_grid(matrix, tuple(out_data.shape[2:]), device)
     grid_data = grid if sub.dtype == torch.float32 else grid.to(sub.dtype)
     if border_min:
         spatial_dims = tuple(range(2, sub.ndim))
@@ -106,12 +132,22 @@ def resample_selected(
                         align_corners=False)
     if border_min:
         out = out + low
-    data.index_copy_(0, idx, out)
-    if seg is not None:
+    out_data.index_copy_(0, idx, out)
+    if seg is not None and out_seg is not None:
         seg_sub = seg.index_select(0, idx).to(torch.float32)
         seg_out = F.grid_sample(seg_sub, grid, mode="nearest", padding_mode="zeros",
                                 align_corners=False)
-        seg.index_copy_(0, idx, seg_out.round_().to(seg.dtype))
+        out_seg.index_copy_(0, idx, seg_out.round_().to(out_seg.dtype))
+
+
+def centre_crop(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The centred ``shape`` window of the spatial axes of ``t`` (B, C, *spatial), a view."""
+    lead = t.ndim - len(shape)
+    slices = [slice(None)] * lead
+    for size, want in zip(t.shape[lead:], shape):
+        start = (size - want) // 2
+        slices.append(slice(start, start + want))
+    return t[tuple(slices)]
 
 
 def mirror(

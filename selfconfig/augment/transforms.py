@@ -34,13 +34,22 @@ class BatchAugmenter:
 
     Order (as in nnU-Net v2): rotation/scaling, noise, blur, brightness, contrast, low
     resolution, inverted gamma, gamma, mirroring. Labels follow the spatial transforms only.
-    The input tensors are never modified; outputs have the same shape, dtype and device. When
+    The input tensors are never modified; outputs have the same dtype and device. When
     nothing changes a tensor (all draws missed, or only intensity transforms for ``seg``) the
     input object itself is returned, so treat the outputs as read-only or clone them.
+
+    ``patch_size``: the spatial shape of the output. Rotation and scaling then sample the output
+    from a larger input (:meth:`input_patch_size`, cropped by the loader workers, as nnU-Net's
+    initial patch size), so that no voxel of the output comes from outside the data: a zoom-out
+    or a rotation of the final patch itself would pad its borders with zeros labelled background.
+    Samples that are not rotated or scaled are centre-cropped. ``None``: the output has the
+    input's shape (and rotated or zoomed-out borders are padded).
     """
 
-    def __init__(self, config: AugmentationConfig, generator: torch.Generator | None = None):
+    def __init__(self, config: AugmentationConfig, generator: torch.Generator | None = None,
+                 patch_size: tuple[int, ...] | list[int] | None = None):
         self.config = config
+        self.patch_size = tuple(int(p) for p in patch_size) if patch_size is not None else None
         if generator is None:
             # seeded from torch's global generator, so torch.manual_seed() makes runs repeatable
             seed = int(torch.randint(0, 2**62, (1,)).item())
@@ -59,6 +68,33 @@ class BatchAugmenter:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator_state"].to(torch.uint8).cpu())
+
+    def input_patch_size(self, patch_size: tuple[int, ...] | list[int] | None = None) -> list[int]:
+        """The patch the loader must crop so that rotation and scaling into ``patch_size`` (default:
+        :attr:`patch_size`) never sample outside it: the bounding box of the output patch under the
+        configured rotation range (around every axis, or in-plane only) divided by the smallest
+        zoom. Equal to ``patch_size`` when spatial augmentation is off."""
+        patch = [int(p) for p in (patch_size if patch_size is not None else self.patch_size)]
+        cfg = self.config
+        rotating = cfg.spatial_enabled and cfg.p_rotation > 0
+        scaling = cfg.spatial_enabled and cfg.p_scaling > 0
+        if not rotating and not scaling:
+            return patch
+        n = len(patch)
+        lo, hi = cfg.rotation_range_deg if rotating else (0.0, 0.0)
+        grid = torch.linspace(lo, hi, 25 if n == 2 else 9, dtype=torch.float64)
+        grid = torch.unique(torch.cat([grid, torch.tensor([0.0, 90.0, -90.0, 180.0, -180.0],
+                                                         dtype=torch.float64).clamp(lo, hi)]))
+        if n == 2:
+            angles = grid.reshape(-1, 1).repeat(1, 3)
+        elif cfg.rotation_in_plane_only:
+            angles = torch.zeros(len(grid), 3, dtype=torch.float64)
+            angles[:, cfg.through_plane_axis] = grid
+        else:
+            angles = torch.cartesian_prod(grid, grid, grid)
+        rot = self._rotations(spatial.degrees_to_radians(angles), n)
+        min_scale = min(1.0, cfg.scaling_range[0]) if scaling else 1.0
+        return spatial.input_extent(rot, min_scale, tuple(patch))
 
     # ------------------------------------------------------------------ random helpers
     def _rand(self, *shape: int) -> torch.Tensor:
@@ -92,9 +128,11 @@ class BatchAugmenter:
         self._check(data, seg)
         cfg = self.config
         b, c = data.shape[:2]
-        spatial_shape = tuple(data.shape[2:])
+        input_shape = tuple(data.shape[2:])
+        spatial_shape = self.patch_size or input_shape
         n_sp = len(spatial_shape)
         rows = b * c
+        cropping = spatial_shape != input_shape
 
         # ---- all random draws first, in a fixed order and amount (CPU, float64)
         do_rot = self._chance(cfg.p_rotation, b) & cfg.spatial_enabled
@@ -132,21 +170,22 @@ class BatchAugmenter:
             or do_contrast.any() or do_lowres.any() or do_gamma_inv.any() or do_gamma.any()
             or flips.any()
         )
-        if not touches_data:
+        if not touches_data and not cropping:
             return data, seg
-        data = data.clone(memory_format=torch.contiguous_format)
-        if seg is not None and bool(do_spatial.any() or flips.any()):
-            seg = seg.clone(memory_format=torch.contiguous_format)
+        source, source_seg = data, seg
+        data = spatial.centre_crop(data, spatial_shape).clone(memory_format=torch.contiguous_format)
+        if seg is not None and bool(cropping or do_spatial.any() or flips.any()):
+            seg = spatial.centre_crop(seg, spatial_shape).clone(memory_format=torch.contiguous_format)
 
-        # ---- spatial: one affine, one resampling, selected samples only
+        # ---- spatial: one affine, one resampling from the (larger) input, selected samples only
         if bool(do_spatial.any()):
             angles = torch.where(do_rot.reshape(b, 1), angles, torch.zeros(()))
             scales = torch.where(do_scale, scales, torch.ones(()))
             rot = self._rotations(spatial.degrees_to_radians(angles), n_sp)
             index = torch.nonzero(do_spatial).flatten()
-            matrix = spatial.sampling_matrix(rot[index], scales[index], spatial_shape)
-            spatial.resample_selected(data, seg, index, matrix,
-                                      border_min=cfg.border_mode_data == "min")
+            matrix = spatial.sampling_matrix(rot[index], scales[index], spatial_shape, input_shape)
+            spatial.resample_selected(source, source_seg, index, matrix,
+                                      border_min=cfg.border_mode_data == "min", out_data=data, out_seg=seg)
 
         # ---- intensity, on rows = (sample, channel)
         flat = data.view((rows,) + spatial_shape)
@@ -214,6 +253,10 @@ class BatchAugmenter:
                     f"{n_sp}D batch does not have; use axes below {n_sp} (e.g. from "
                     f"default_augmentation_config({n_sp}))"
                 )
+        if self.patch_size is not None and (len(self.patch_size) != n_sp or any(
+                p > s for p, s in zip(self.patch_size, data.shape[2:]))):
+            raise ValueError(f"the output patch {list(self.patch_size)} must fit in the input "
+                             f"{list(data.shape[2:])}; crop input_patch_size() in the loader")
         if seg is None:
             return
         if not isinstance(seg, torch.Tensor) or seg.dtype not in _SEG_DTYPES:

@@ -42,14 +42,32 @@ class PatchSampler:
     ``patch_size`` has 3 entries for 3D configurations and 2 for 2D (a 2D patch from a 3D case
     comes from one random slice). ``oversample`` is the fraction of each batch forced to be
     centred on a foreground voxel (segmentation; nnU-Net uses 1/3).
+
+    ``final_patch_size``: the patch the network sees when ``patch_size`` is the larger crop that
+    spatial augmentation samples it from (:meth:`selfconfig.augment.BatchAugmenter.input_patch_size`).
+    The larger crop may then reach past the case's borders by the margin between the two, so that
+    the final patch covers the case as evenly as without the margin (as nnU-Net's loader).
     """
 
     def __init__(self, cases: list[CaseRef], patch_size: list[int], batch_size: int, task: str,
-                 oversample: float = 0.33, with_labels: bool = True, seed: int = 0, random_crop: bool = True):
+                 oversample: float = 0.33, with_labels: bool = True, seed: int = 0, random_crop: bool = True,
+                 final_patch_size: list[int] | None = None):
         if not cases:
             raise ValueError("no cases to sample from")
         self.cases = cases
         self.patch = [int(p) for p in patch_size]
+        final = [int(p) for p in (final_patch_size or patch_size)]
+        if len(final) != len(self.patch) or any(f > p for f, p in zip(final, self.patch)):
+            raise ValueError(f"final patch {final} must fit in the sampled patch {self.patch}")
+        if final != self.patch:
+            # beyond the largest case a larger crop holds only padding: cap it there (the crop and
+            # its copy between processes grow with its volume: a 3D crop for +-30 degrees and zoom
+            # 0.7 is up to 20x the patch)
+            largest = self._largest_case_shape()
+            self.patch = [p if f >= p else max(f, min(p, m + (m - f) % 2))
+                          for p, f, m in zip(self.patch, final, largest)]
+        self.margin = [(p - f) // 2 for p, f in zip(self.patch, final)]
+        self.final = final
         self.batch_size = int(batch_size)
         self.task = task
         self.oversample = float(oversample)
@@ -59,6 +77,12 @@ class PatchSampler:
         self._fg_cache: dict[tuple[str, str], np.ndarray | None] = {}
 
     # ------------------------------------------------------------------ helpers
+    def _largest_case_shape(self) -> list[int]:
+        """Per axis, the largest extent of the cases (read from the array headers only)."""
+        n = len(self.patch)
+        shapes = [storage.load_data(Path(r.folder), r.case_id).shape[-n:] for r in self.cases]
+        return [int(max(s[i] for s in shapes)) for i in range(n)]
+
     def _fg(self, ref: CaseRef) -> np.ndarray | None:
         key = (ref.folder, ref.case_id)
         if key not in self._fg_cache:
@@ -68,14 +92,16 @@ class PatchSampler:
     def _start(self, rng: np.random.Generator, shape: list[int], center: list[int] | None) -> list[int]:
         starts = []
         for i, (dim, p) in enumerate(zip(shape, self.patch)):
+            m, f = self.margin[i], self.final[i]
+            lo, hi = -m, dim - p + m  # the final patch stays on the case
             if center is not None:
-                jitter = int(rng.integers(-(p // 4), p // 4 + 1))
+                jitter = int(rng.integers(-(f // 4), f // 4 + 1))
                 s = int(center[i]) - p // 2 + jitter
-                s = min(max(s, min(0, dim - p)), max(0, dim - p))  # keep the window on the case
+                s = min(max(s, min(lo, hi)), max(lo, hi))  # keep the window on the case
             elif not self.random_crop:
                 s = (dim - p) // 2
-            elif dim > p:
-                s = int(rng.integers(0, dim - p + 1))
+            elif hi > lo:
+                s = int(rng.integers(lo, hi + 1))
             else:
                 s = -int(rng.integers(0, p - dim + 1))  # pad randomly around a small case
             starts.append(s)

@@ -109,7 +109,13 @@ class PretextTask(OptimizationMixin):
                 setattr(aug, f"{t}_enabled", False)
         elif self.augmentation != "all":
             raise ValueError(f"unknown augmentation setting {self.augmentation!r} (none, intensity, spatial, all)")
-        return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1))
+        return BatchAugmenter(aug, generator=torch.Generator().manual_seed(self.seed + 1), patch_size=cfg.patch_size)
+
+    def input_patch_size(self) -> list[int]:
+        """The crop the loader takes: larger than the plan's patch when the task's augmentation
+        rotates or scales (:meth:`selfconfig.augment.BatchAugmenter.input_patch_size`)."""
+        cfg = self.data.config
+        return self.augmenter.input_patch_size() if self.augmenter is not None else list(cfg.patch_size)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return self.augmenter(x, None)[0] if self.augmenter is not None else x

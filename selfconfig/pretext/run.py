@@ -114,7 +114,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
         log.info("resuming pre-training at epoch %d", state.epoch + 1)
     write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs], "val": [r.case_id for r in val_refs],
                                        "note": "D^u = training cases without labels + imagesUn; no test case"})
-    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, oversample=0.0, with_labels=False)
+    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, crop=task.input_patch_size(),
+                           oversample=0.0, with_labels=False)
     val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
                                seed=seed + 1)
     meta = lambda: {"kind": "pretrain", "strategy": strategy_cls.name,  # noqa: E731

@@ -78,9 +78,12 @@ def base_meta(data, hp: TrainingConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- batches
-def make_sampler(refs: list[CaseRef], cfg, global_batch: int, task: str, seed: int, **kwargs) -> PatchSampler:
-    """The training sampler of this process (the plan's batch is the global batch)."""
-    return PatchSampler(refs, cfg.patch_size, global_batch, task, seed=seed, **kwargs)
+def make_sampler(refs: list[CaseRef], cfg, global_batch: int, task: str, seed: int, crop: list[int] | None = None,
+                 **kwargs) -> PatchSampler:
+    """The training sampler of this process (the plan's batch is the global batch). ``crop``: the larger
+    patch the workers cut when spatial augmentation samples the plan's patch from it."""
+    return PatchSampler(refs, list(crop or cfg.patch_size), global_batch, task, seed=seed,
+                        final_patch_size=list(cfg.patch_size), **kwargs)
 
 
 def stream_from(sampler: PatchSampler, hp: TrainingConfig, device: torch.device) -> Callable[[int], Iterator[dict]]:

@@ -141,7 +141,10 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
             state.finished = False
         log.info("resuming %s at epoch %d, step %d", resume_from.name, state.epoch + 1, state.step_in_epoch)
 
-    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, oversample=cfg.foreground_oversampling)
+    # spatial augmentation samples the patch from a larger crop, so that it never pads with background
+    crop = augmenter.input_patch_size() if augmenter is not None and getattr(augmenter, "patch_size", None) else None
+    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, crop=crop,
+                           oversample=cfg.foreground_oversampling)
     val_batches = None
     if val_refs:
         if data.task == "segmentation":

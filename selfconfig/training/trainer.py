@@ -104,7 +104,7 @@ class Trainer:
         spacing = cfg.spacing
         anisotropic = cfg.dim == 3 and max(spacing) / min(spacing) > cfg.anisotropy_threshold
         g = torch.Generator().manual_seed(seed)
-        return BatchAugmenter(default_augmentation_config(cfg.dim, anisotropic), generator=g)
+        return BatchAugmenter(default_augmentation_config(cfg.dim, anisotropic), generator=g, patch_size=cfg.patch_size)
 
     def extra_callbacks(self, run: "RunContext") -> list["Callback"]:
         return []

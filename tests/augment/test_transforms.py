@@ -376,3 +376,71 @@ def test_linear_grid_equals_affine_grid(shape):
     ref = F.affine_grid(theta, [2, 1, *shape], align_corners=False)
     out = spatial.linear_grid(matrix, shape, torch.device("cpu"))
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------- larger crop, no invented background
+def _spatial_only(dim, rot=(-180.0, 180.0), scale=(0.7, 1.4), **kw):
+    cfg = default_augmentation_config(dim).all_disabled()
+    cfg.spatial_enabled = True
+    cfg.p_rotation = 1.0
+    cfg.p_scaling = 1.0
+    cfg.rotation_range_deg = rot
+    cfg.scaling_range = scale
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.parametrize("dim, rot, kw", [(2, (-180.0, 180.0), {}), (3, (-30.0, 30.0), {}),
+                                          (3, (-180.0, 180.0), {"rotation_in_plane_only": True})])
+def test_rotation_and_zoom_out_invent_no_background(dim, rot, kw):
+    """An all-foreground input cropped at input_patch_size(): after rotation and the strongest
+    zoom-out, every output voxel still comes from the data (no zeros, no label 0)."""
+    patch = (24, 32) if dim == 2 else (12, 20, 16)
+    aug = BatchAugmenter(_spatial_only(dim, rot, (0.7, 0.7001), **kw), torch.Generator().manual_seed(3),
+                         patch_size=patch)
+    crop = aug.input_patch_size()
+    assert all(c >= p and (c - p) % 2 == 0 for c, p in zip(crop, patch))
+    data = torch.rand(6, 1, *crop) + 1.0  # in [1, 2]: a padded voxel would read 0
+    seg = torch.full((6, 1, *crop), 3, dtype=torch.uint8)
+    out, out_seg = aug(data, seg)
+    assert tuple(out.shape[2:]) == patch and tuple(out_seg.shape[2:]) == patch
+    assert float(out.min()) >= 0.999 and int(out_seg.min()) == 3
+    # the same transform on the final patch alone (the former behaviour) pads with background
+    plain = BatchAugmenter(_spatial_only(dim, rot, (0.7, 0.7001), **kw), torch.Generator().manual_seed(3))
+    _, small_seg = plain(data[(...,) + tuple(slice(0, p) for p in patch)].contiguous(),
+                         seg[(...,) + tuple(slice(0, p) for p in patch)].contiguous())
+    assert int((small_seg == 0).sum()) > 0
+
+
+def test_unrotated_samples_are_centre_crops():
+    aug = BatchAugmenter(default_augmentation_config(2).all_disabled(), patch_size=(8, 10))
+    data = torch.arange(2 * 1 * 12 * 16, dtype=torch.float32).reshape(2, 1, 12, 16)
+    seg = (data % 5).to(torch.uint8)
+    out, out_seg = aug(data, seg)
+    assert torch.equal(out, data[:, :, 2:10, 3:13]) and torch.equal(out_seg, seg[:, :, 2:10, 3:13])
+    with pytest.raises(ValueError):
+        BatchAugmenter(default_augmentation_config(2), patch_size=(20, 10))(data, seg)
+
+
+def test_input_patch_size_follows_the_configured_ranges():
+    cfg = default_augmentation_config(2)
+    assert BatchAugmenter(cfg.all_disabled(), patch_size=(32, 32)).input_patch_size() == [32, 32]
+    # +-180 degrees and zoom 0.7: the diagonal over the smallest zoom
+    full = BatchAugmenter(cfg, patch_size=(32, 32)).input_patch_size()
+    assert all(abs(c - 32 * 2 ** 0.5 / 0.7) <= 2 for c in full)
+    # in-plane rotation of a 3D patch leaves the through-plane axis at its size / zoom
+    aniso = BatchAugmenter(default_augmentation_config(3, anisotropic=True), patch_size=(8, 32, 32))
+    z, y, x = aniso.input_patch_size()
+    assert z <= 8 / 0.7 + 2 and y > 32 * 1.9
+
+
+def test_sampler_reaches_the_borders_with_a_larger_crop(tmp_path):
+    """With the margin of a larger crop, the final patch still starts anywhere on the case."""
+    from selfconfig.data.sampler import PatchSampler
+
+    s = PatchSampler.__new__(PatchSampler)
+    s.patch, s.final, s.margin, s.random_crop = [20], [12], [4], True
+    rng = np.random.default_rng(0)
+    starts = {s._start(rng, [30], None)[0] + 4 for _ in range(400)}  # start of the final patch
+    assert min(starts) == 0 and max(starts) == 30 - 12
