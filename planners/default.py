@@ -18,6 +18,7 @@ import numpy as np
 from planners.budget import CpuBudgetModel, GpuBudgetModel
 from planners.topology import plan_topology
 from selfconfig.dataset.schema import DatasetInfo
+from selfconfig.preprocessing.normalize import expand_schemes
 from selfconfig.plans import (Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, HeadPlan, NetworkPlan,
                               Plans)
 
@@ -195,6 +196,8 @@ class DefaultPlanner:
 
         dim = base.dim
         enc = imagenet_encoder_layout(self.imagenet_encoder, dim)
+        # RGB channels are standardised with ImageNet's statistics inside the encoder
+        enc.input_schemes = expand_schemes(list(base.normalization), self.info.num_input_channels)
         net = NetworkPlan(dim=dim, in_channels=self.info.num_input_channels, num_classes=self.info.num_classes,
                           encoder=enc, decoder=DecoderPlan([self.n_conv_per_stage_decoder] * decoder_stage_count(enc)),
                           head=HeadPlan())

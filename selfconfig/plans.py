@@ -41,6 +41,9 @@ class EncoderPlan:
     n_conv_per_stage: list[int] = field(default_factory=list)
     norm: str = "instance"  # "instance" | "batch"
     nonlin: str = "leaky_relu"  # "leaky_relu" | "relu" | "relu6"
+    # ImageNet encoders: the normalisation scheme of each input channel ("rgb" channels, scaled to 0-1
+    # by preprocessing, are standardised with ImageNet's mean and std inside the encoder)
+    input_schemes: list[str] = field(default_factory=list)
 
     @property
     def n_stages(self) -> int:

@@ -19,6 +19,37 @@ def groups_by_prefix(module: nn.Module, prefixes: Mapping[str, Sequence[str]]) -
     return {group: [k for k in keys if any(k.startswith(p) for p in pre)] for group, pre in prefixes.items()}
 
 
+class ImageNetInputNorm(nn.Module):
+    """Standardise RGB input channels with ImageNet's mean and std, the statistics the pretrained
+    weights were trained on. ``schemes`` gives each input channel's preprocessing; channels of an
+    "rgb" group arrive in 0-1 (preprocessing divides by 255) and get ``(x - mean) / std`` with the
+    R, G, B statistics in turn. Other channels (CT, MR: z-scored by preprocessing, mean 0 and sd 1)
+    pass unchanged: they already have the scale of a standardised ImageNet channel, and the first
+    convolution was adapted to them by summing its RGB kernels (a gray value acts like a gray RGB
+    pixel). The buffers are not persistent: they follow from the plan, not from a checkpoint."""
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, schemes: Sequence[str], dim: int):
+        super().__init__()
+        mean, std, k = [], [], 0
+        for s in schemes:
+            if s == "rgb":
+                mean.append(self.MEAN[k % 3])
+                std.append(self.STD[k % 3])
+                k += 1
+            else:
+                mean.append(0.0)
+                std.append(1.0)
+        shape = (1, len(schemes)) + (1,) * dim
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(shape), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
 class StagedEncoder(nn.Module):
     """``stem`` -> ``stages[0]`` -> ``stages[1]`` ...; ``forward`` returns every stage's output.
 
@@ -42,6 +73,11 @@ class StagedEncoder(nn.Module):
     stages: nn.ModuleList
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # an ``input_norm`` submodule, when set, runs before the stem (ImageNet encoders:
+        # :class:`ImageNetInputNorm`); no class attribute, which would shadow the submodule
+        norm = getattr(self, "input_norm", None)
+        if norm is not None:
+            x = norm(x)
         x = self.stem(x)
         outputs = []
         for stage in self.stages:

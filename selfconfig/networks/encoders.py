@@ -7,7 +7,7 @@ the ``EncoderPlan`` a planner should write for them (the five skip outputs, stri
 from __future__ import annotations
 
 from selfconfig.errors import PlansError
-from selfconfig.networks.base import StagedEncoder
+from selfconfig.networks.base import ImageNetInputNorm, StagedEncoder
 from selfconfig.networks.blocks import as_tuple
 from selfconfig.networks.efficientnet import OUT_CHANNELS as EFFNET_CHANNELS
 from selfconfig.networks.efficientnet import EfficientNetLite0Encoder
@@ -86,6 +86,13 @@ def build_encoder(plan: NetworkPlan, drop_path: float = 0.0) -> StagedEncoder:
     strides = enc.strides or None
     kernels = enc.kernel_sizes or None
     if enc.kind == "efficientnet_lite0":
-        return EfficientNetLite0Encoder(plan.dim, plan.in_channels, strides, drop_path, kernels)
-    assert enc.kind in RESNET_LAYOUTS
-    return ResNetEncoder(enc.kind, plan.dim, plan.in_channels, strides, kernels)
+        encoder: StagedEncoder = EfficientNetLite0Encoder(plan.dim, plan.in_channels, strides, drop_path, kernels)
+    else:
+        assert enc.kind in RESNET_LAYOUTS
+        encoder = ResNetEncoder(enc.kind, plan.dim, plan.in_channels, strides, kernels)
+    if "rgb" in (enc.input_schemes or []):
+        if len(enc.input_schemes) != plan.in_channels:
+            raise PlansError(f"encoder.input_schemes names {len(enc.input_schemes)} channel(s) but the network has "
+                             f"{plan.in_channels} input channel(s); fix plans.json")
+        encoder.input_norm = ImageNetInputNorm(enc.input_schemes, plan.dim)
+    return encoder

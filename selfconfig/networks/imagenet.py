@@ -20,15 +20,15 @@ import torch
 import torch.nn as nn
 
 from selfconfig.errors import WeightsNotFoundError, WeightTransferError
-from selfconfig.networks.base import StagedEncoder
+from selfconfig.networks.base import ImageNetInputNorm, StagedEncoder
 from selfconfig.networks.efficientnet import block_positions, head_prefix
 from selfconfig.networks.transfer import TransferReport, transfer_weights
 from selfconfig.plans import IMAGENET_ENCODERS
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = ImageNetInputNorm.MEAN  # the encoder standardises RGB input with these (networks.base)
+IMAGENET_STD = ImageNetInputNorm.STD
 CLASSIFIER_PREFIXES = {"efficientnet_lite0": ("_fc.",), "resnet18": ("fc.",), "resnet34": ("fc.",),
                        "resnet50": ("fc.",)}
 

@@ -220,3 +220,36 @@ def test_efficientnet_key_map_round_trip():
     assert all(reference[k].shape == real[k].shape for k in reference)
     mapped, unmapped = map_imagenet_keys(reference, "efficientnet_lite0")
     assert unmapped == [] and set(mapped) == set(encoder.state_dict())
+
+
+def test_rgb_input_is_standardised_inside_the_encoder():
+    """A plan whose input is an "rgb" channel group (preprocessed to 0-1) gets ImageNet's mean and std
+    inside the encoder: fed the 0-1 image, it gives what the bare encoder gives on the standardised one."""
+    from skimage import data
+
+    plan = _plan("efficientnet_lite0", num_classes=1000)
+    plan.encoder.input_schemes = ["rgb", "rgb", "rgb"]
+    net = build_classification_network(plan)
+    bare = build_classification_network(_plan("efficientnet_lite0", num_classes=1000))
+    load_imagenet_encoder_weights(net, "efficientnet_lite0", None, in_channels=3)
+    bare.load_state_dict(net.state_dict())  # the normalisation has no state: same keys
+    net.eval(), bare.eval()
+    standardised = _imagenet_input(data.chelsea())
+    unit = standardised * torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(net(unit), bare(standardised), atol=1e-4)
+        assert not torch.allclose(bare(unit), bare(standardised), atol=1e-2)
+    # gray channels (z-scored CT / MR) pass unchanged
+    gray = _plan("efficientnet_lite0", in_channels=2)
+    gray.encoder.input_schemes = ["ct", "zscore"]
+    assert getattr(build_encoder(gray), "input_norm", None) is None
+    mixed = _plan("efficientnet_lite0", in_channels=4)
+    mixed.encoder.input_schemes = ["ct", "rgb", "rgb", "rgb"]
+    enc = build_encoder(mixed)
+    assert enc.input_norm.mean.flatten().tolist() == pytest.approx([0.0, *IMAGENET_MEAN])
+
+
+def test_planner_records_input_schemes_of_imagenet_configurations(planned):
+    plans = planned("RGBP", task="classification", dim=2).plans
+    enc = plans.configuration("2d_imagenet").network.encoder
+    assert len(enc.input_schemes) == plans.num_input_channels
