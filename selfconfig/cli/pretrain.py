@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="pre-training epochs")
     p.add_argument("--iters-per-epoch", type=int, help="pre-training iterations per epoch")
     p.add_argument("--lr", type=float, help="pre-training learning rate (default: the task's)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget of the pre-training (the schedule is fitted to it)")
     p.add_argument("--val-iters", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--num-workers", type=int)
@@ -40,16 +41,20 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"pretrain_epochs": args.epochs, "pretrain_iters_per_epoch": args.iters_per_epoch,
                  "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
-                 "num_workers": args.num_workers, "precision": args.precision}
+                 "num_workers": args.num_workers, "precision": args.precision,
+                 "pretrain_max_minutes": args.max_minutes}
     res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
                           hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
                           roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
-    if res.history:
-        acc = [v for k, v in res.history.items() if k == "val_accuracy"]
-        if acc:
-            print(f"final pretext validation accuracy: {acc[0][-1]:.3f}")
+    acc = res.summary.get("held_out_accuracy")
+    if acc is not None:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in (res.summary.get("per_part") or {}).items() if v is not None)
+        print(f"held-out pretext accuracy: {acc:.3f}" + (f" ({parts})" if parts else "")
+              + (f", chance {res.summary['chance']:.3f}" if res.summary.get("chance") is not None else ""))
+        if res.summary.get("near_chance"):
+            print("WARNING: the pre-training ended near chance: its weights learned little of the pretext task")
     return 0
 
 

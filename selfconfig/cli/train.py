@@ -23,9 +23,13 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="switch augmentation off")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: fp16 on CUDA, bf16 on CPUs with fast bfloat16, else fp32")
+    g.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget: stop after this many minutes of training (the learning-rate schedule is "
+                        "fitted to it from the measured speed; --epochs x --iters-per-epoch stays the upper bound)")
     g.add_argument("--pretrain-epochs", type=int, help="surrogate strategies: pre-training epochs (if it must run)")
     g.add_argument("--pretrain-iters-per-epoch", type=int)
     g.add_argument("--pretrain-lr", type=float)
+    g.add_argument("--pretrain-max-minutes", type=float, help="surrogate strategies: wall-clock budget of the pre-training")
     g.add_argument("--pretrained-weights", help="ImageNet: a torchvision-format ResNet state dict (or another "
                                                 "EfficientNet-Lite0 file)")
     g.add_argument("--inflate-3d", action="store_const", const=True,
@@ -36,7 +40,7 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
 
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "class_weights", "augment", "final_validation", "precision", "pretrain_epochs", "pretrain_iters_per_epoch",
-           "pretrain_lr", "pretrained_weights", "inflate_3d")
+           "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes", "pretrain_max_minutes")
 
 
 #: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)

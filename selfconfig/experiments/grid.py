@@ -99,7 +99,9 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
         rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], dev, raw_dir, progress)
     folder = roots.results / data.dataset / "experiment"
     res = ExperimentResult(folder, rows)
-    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions)
+    pretraining = {s: read_json(f) for s in strategies
+                   if (f := data.pretrain_dir(s) / "pretrain_summary.json").is_file()}
+    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining)
     return res
 
 

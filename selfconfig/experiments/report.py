@@ -133,14 +133,38 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
 
 
 def write_reports(res, dataset: str, configuration: str, budget: str, metric: str, strategies: list[str],
-                  fractions: list[float]) -> None:
+                  fractions: list[float], pretraining: dict[str, dict] | None = None) -> None:
     folder = Path(res.folder)
     folder.mkdir(parents=True, exist_ok=True)
     df = results_frame(res.rows)
     res.results_csv = folder / "results.csv"
     atomic_write_text(res.results_csv, df.to_csv(index=False))
     res.summary_text = summary_markdown(df, dataset, configuration, budget, metric, strategies, fractions)
+    if pretraining:
+        res.summary_text += "\n" + pretraining_markdown(pretraining)
     res.summary_md = folder / "summary.md"
     atomic_write_text(res.summary_md, res.summary_text + "\n")
     res.figure = folder / "figure.png"
     plot_figure(df, res.figure, dataset, metric, strategies, fractions, configuration, budget)
+
+
+def pretraining_markdown(summaries: dict[str, dict]) -> str:
+    """The pre-trainings behind the surrogate arms: held-out pretext accuracy against chance, with a
+    warning a reader cannot miss when one ended near chance."""
+    lines = ["## Pre-training (held-out pretext accuracy on unlabeled cases kept out of pre-training)", "",
+             "| strategy | pretext task | held-out accuracy | per part | chance | iterations | minutes |",
+             "|---|---|---|---|---|---|---|"]
+    warnings = []
+    for strategy, s in summaries.items():
+        acc = s.get("held_out_accuracy")
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in (s.get("per_part") or {}).items() if v is not None) or "-"
+        chance = s.get("chance")
+        lines.append(f"| {strategy} | {s.get('pretext_task', '-')} | {'-' if acc is None else f'{acc:.3f}'} | {parts} | "
+                     f"{'-' if chance is None else f'{chance:.3f}'} | {s.get('iterations', '-')} | {s.get('minutes', '-')} |")
+        if s.get("near_chance"):
+            warnings.append(f"> **WARNING: the {strategy} pre-training ended near chance** (held-out accuracy "
+                            f"{acc:.3f}, chance {chance:.3f}, needs at least {s.get('near_chance_below', float('nan')):.3f} "
+                            f"on every part): its weights learned little of the pretext task, so the {strategy} "
+                            f"rows above do not test surrogate supervision. Pre-train longer (--pretrain-epochs / "
+                            f"--pretrain-max-minutes) before reading them.")
+    return "\n".join(lines + [""] + ([w + "\n" for w in warnings] if warnings else []))

@@ -51,6 +51,9 @@ class PretextTask(OptimizationMixin):
     #: segmentation target (a U-Net) than against a classification target (the encoder itself).
     cost_network = "classification"
     cost_factor = 1.0
+    #: held-out ``val_accuracy`` of a task that learned nothing (None: the task has no such accuracy);
+    #: a pre-training that ends near it is flagged in its summary and in the experiment's
+    chance_level: float | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -208,3 +211,28 @@ class ClassificationPretext(PretextTask):
 
     def transferable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+
+
+#: a held-out pretext accuracy below chance + this share of the way from chance to 1 counts as "near chance"
+NEAR_CHANCE_MARGIN = 0.25
+
+
+def pretext_summary(history: dict[str, list[float]], chance: float | None, last: int = 3) -> dict:
+    """Held-out pretext accuracy at the end of a pre-training (mean of the last ``last`` epochs' validation,
+    overall and per ``val_accuracy_*`` key), its chance level and whether it ended near chance."""
+    def tail(key: str) -> float | None:
+        values = [v for v in history.get(key, []) if v == v]
+        return float(np.mean(values[-last:])) if values else None
+
+    out: dict = {"held_out_accuracy": tail("val_accuracy"), "chance": chance,
+                 "per_part": {k[len("val_accuracy_"):]: tail(k) for k in sorted(history)
+                              if k.startswith("val_accuracy_")}}
+    acc = out["held_out_accuracy"]
+    if chance is None or acc is None:
+        out["near_chance"] = None
+        return out
+    bar = chance + NEAR_CHANCE_MARGIN * (1 - chance)
+    worst = min([acc] + [v for v in out["per_part"].values() if v is not None])
+    out["near_chance_below"] = round(bar, 4)
+    out["near_chance"] = bool(worst < bar)
+    return out

@@ -26,6 +26,10 @@ class RotationPrediction(ClassificationPretext):
     def num_outputs(self) -> int:  # type: ignore[override]
         return len(self.angles)
 
+    @property
+    def chance_level(self) -> float:  # type: ignore[override]
+        return 1.0 / len(self.angles)
+
     def make_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # rotations by 90 degrees need square planes: centre-crop the two in-plane axes
         h, w = x.shape[-2:]

@@ -10,7 +10,7 @@ the second waits and then uses the first one's checkpoint.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
 from selfconfig.training.loop import LoopState
-from selfconfig.utils import write_json
+from selfconfig.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class PretrainResult:
     checkpoint: Path
     trained: bool
     history: dict
+    summary: dict = field(default_factory=dict)  # held-out pretext accuracy (pretrain_summary.json)
 
 
 def pretrain_checkpoint_path(data: DatasetContext, strategy: str) -> Path:
@@ -79,19 +80,74 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
     lock = FileLock(str(out_dir / ".lock"))
     if lock.is_locked:
         log.info("another process is pre-training %s for %s; waiting for it", strategy_cls.name, data.dataset)
+    wanted = pretrain_settings(strategy_cls, data, hp)
     with lock:
         if final.is_file() and not overwrite:
+            check_settings(out_dir, recorded_settings(out_dir, final), wanted)
             log.info("using pre-trained checkpoint %s", final)
-            done = load_checkpoint(final).get("loop", {}).get("epochs")
-            if done is not None and int(done) != int(hp.pretrain_epochs):
-                log.warning("the pre-training in %s ran %d epochs, not the %d asked for; it is reused as it is "
-                            "(delete that folder to pre-train again)", out_dir, int(done), int(hp.pretrain_epochs))
-            return PretrainResult(final, False, {})
+            summary = read_json(out_dir / SUMMARY_NAME) if (out_dir / SUMMARY_NAME).is_file() else {}
+            _log_summary(strategy_cls.name, summary)
+            return PretrainResult(final, False, {}, summary)
         if overwrite:
             for p in out_dir.glob("checkpoint*.pt"):
                 p.unlink()
+            (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
+        elif (out_dir / "checkpoint_latest.pt").is_file() and continue_training:
+            check_settings(out_dir, recorded_settings(out_dir, None), wanted)
+        write_json(out_dir / SETTINGS_NAME, wanted)
         with LogFile(out_dir / "pretraining.log"):
             return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
+
+
+#: the settings that change a pre-training's result; another value of any of them is another pre-training
+SETTINGS_NAME = "settings.json"
+SUMMARY_NAME = "pretrain_summary.json"
+
+
+def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) -> dict:
+    """What a pre-training's result depends on (its cache key): task, plans, configuration and patch,
+    learning rate, optimizer, batch, augmentation, seed, epochs, iterations, time budget, precision."""
+    task_cls = strategy_cls.pretext_task
+    cfg = data.config
+    return {"pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}", "plans": data.plans.plans_name,
+            "configuration": data.configuration, "patch_size": list(cfg.patch_size),
+            "lr": hp.pretrain_lr or task_cls.default_lr or hp.lr, "optimizer": hp.optimizer,
+            "weight_decay": hp.weight_decay, "batch_size": hp.batch_size or cfg.batch_size, "augment": hp.augment,
+            "seed": hp.seed, "epochs": hp.pretrain_epochs, "iters_per_epoch": hp.pretrain_iters_per_epoch,
+            "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision}
+
+
+def recorded_settings(out_dir: Path, checkpoint: Path | None) -> dict:
+    """The settings a pre-training folder was made with (``settings.json``; a folder from before it
+    existed: what its checkpoint's hyperparameters say)."""
+    if (out_dir / SETTINGS_NAME).is_file():
+        return read_json(out_dir / SETTINGS_NAME)
+    if checkpoint is None or not checkpoint.is_file():
+        return {}
+    hp = load_checkpoint(checkpoint).get("hyperparameters") or {}
+    return {"epochs": hp.get("pretrain_epochs"), "iters_per_epoch": hp.get("pretrain_iters_per_epoch"),
+            "seed": hp.get("seed"), "augment": hp.get("augment"), "optimizer": hp.get("optimizer")}
+
+
+def check_settings(out_dir: Path, recorded: dict, wanted: dict) -> None:
+    """Refuse to reuse (or resume) a pre-training made with other settings, naming each difference."""
+    diff = [f"{k} {recorded[k]!r} (asked: {wanted[k]!r})" for k in wanted
+            if k in recorded and recorded[k] is not None and recorded[k] != wanted[k]]
+    if diff:
+        raise ConfigurationError(
+            f"{out_dir} holds a pre-training made with other settings: {'; '.join(diff)}. Pass --overwrite to "
+            f"pre-train again with the new settings, or a --tag to keep both")
+
+
+def _log_summary(strategy: str, summary: dict) -> None:
+    acc = summary.get("held_out_accuracy")
+    if acc is None:
+        return
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in (summary.get("per_part") or {}).items() if v is not None)
+    log.info("%s pre-training: held-out pretext accuracy %.3f%s (chance %s)", strategy, acc,
+             f" ({parts})" if parts else "", f"{summary['chance']:.3f}" if summary.get("chance") is not None else "n/a")
+    if summary.get("near_chance"):
+        log.warning("%s pre-training ended NEAR CHANCE: its weights learned little of the pretext task", strategy)
 
 
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:
@@ -108,7 +164,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     train_refs, val_refs = split_pool(pool, seed)
     cfg = data.config
     batch_size = hp.batch_size or cfg.batch_size
-    state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch)
+    state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch,
+                      max_seconds=hp.pretrain_max_minutes * 60 if hp.pretrain_max_minutes else None)
     if ckpt is not None:
         state = restore(task, ckpt)
         log.info("resuming pre-training at epoch %d", state.epoch + 1)
@@ -140,7 +197,15 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
              "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
              len(val_refs), cfg.patch_size, batch_size, state.epochs, state.iters_per_epoch, task.precision)
     run_loop(spec, task, state, stream_from(sampler, hp, device), patch_batches(val_sampler, hp.val_iters), progress)
-    return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history)
+    from selfconfig.pretext.base import pretext_summary
+
+    summary = {"strategy": strategy_cls.name, "pretext_task": task_cls.name,
+               **pretext_summary(state.history, getattr(task, "chance_level", None)),
+               "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
+               "time_limited": state.time_limited}
+    write_json(out_dir / SUMMARY_NAME, summary)
+    _log_summary(strategy_cls.name, summary)
+    return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
 
 
 def load_pretrained(path: Path) -> dict:

@@ -17,7 +17,8 @@ import torch
 
 from selfconfig.data.loader import batch_stream
 from selfconfig.data.sampler import CaseRef, PatchSampler, iterate_cases
-from selfconfig.training.callbacks import CheckpointCallback, EpochLogger, ProgressPlot, restore_rng_state
+from selfconfig.training.callbacks import (CheckpointCallback, EpochLogger, ProgressPlot, TimeBudgetReport,
+                                           restore_rng_state)
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.loop import Callback, LoopModule, LoopState, fit
 
@@ -133,7 +134,8 @@ class RunSpec:
     def callbacks(self) -> list[Callback]:
         """The writing callbacks: only the process that writes (rank 0) runs them."""
         return [EpochLogger(self.name), self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every),
-                ProgressPlot(self.folder / "progress.png", self.title), *self.extra_callbacks]
+                ProgressPlot(self.folder / "progress.png", self.title),
+                TimeBudgetReport(self.folder / "training_time.json"), *self.extra_callbacks]
 
 
 def restore(module: LoopModule, ckpt: dict) -> LoopState:

@@ -121,3 +121,24 @@ class ProgressPlot(Callback):
 
     def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
         plot_progress(state.history, self.path, self.title, getattr(module, "monitor", None))
+
+
+class TimeBudgetReport(Callback):
+    """Writes ``training_time.json`` at the end of a run that had a wall-clock budget
+    (``--max-minutes``): whether the budget ended it, after how many iterations and minutes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_fit_end(self, module, state: LoopState) -> None:
+        if not state.max_seconds:
+            return
+        from selfconfig.utils import write_json
+
+        info = {"max_minutes": round(state.max_seconds / 60, 3), "time_limited": bool(state.time_limited),
+                "iterations": int(state.global_step), "minutes": round(state.elapsed_seconds / 60, 3),
+                "epochs": int(state.epoch), "iterations_per_epoch": int(state.iters_per_epoch)}
+        write_json(self.path, info)
+        if state.time_limited:
+            log.info("time-limited run: %d iteration(s) in %.1f of %.1f minute(s)", info["iterations"],
+                     info["minutes"], info["max_minutes"])

@@ -29,6 +29,10 @@ class TrainingConfig:
     final_validation: bool = True  # predict the fold's validation cases whole at the end
     tta: bool = True  # mirroring at the final validation
     ema_best: float = 0.9  # smoothing of the validation metric that picks checkpoint_best
+    # wall-clock budgets in minutes of training (--max-minutes): the run stops at the end of the step
+    # that passes it, and the learning-rate schedule is fitted to it; epochs x iterations stay the upper bound
+    max_minutes: float | None = None
+    pretrain_max_minutes: float | None = None
     # pre-training (surrogate strategies)
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50

@@ -48,14 +48,23 @@ class LoopState:
     best_metric: float | None = None
     ema_metric: float | None = None
     finished: bool = False
+    # wall-clock budget (``--max-minutes``): the loop's time so far (training steps and the per-epoch
+    # validation, summed over resumed sessions), the steps fitted to the budget from the measured
+    # speed (the learning-rate schedule ends there), and whether the budget ended the run
+    max_seconds: float | None = None
+    elapsed_seconds: float = 0.0
+    planned_steps: int | None = None
+    time_limited: bool = False
 
     @property
     def total_steps(self) -> int:
-        return self.epochs * self.iters_per_epoch
+        full = self.epochs * self.iters_per_epoch
+        return min(full, self.planned_steps) if self.planned_steps else full
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("epochs", "iters_per_epoch", "epoch", "step_in_epoch", "global_step",
-                                               "history", "partial", "best_metric", "ema_metric", "finished")}
+                                               "history", "partial", "best_metric", "ema_metric", "finished",
+                                               "max_seconds", "elapsed_seconds", "planned_steps", "time_limited")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LoopState":
@@ -144,18 +153,80 @@ def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Ite
     return state
 
 
+class TimeBudget:
+    """Fits the run to ``state.max_seconds`` of loop time: after the first steps of a session, and
+    again after every epoch, the steps that still fit are estimated from the measured speed
+    (``state.planned_steps``; the learning-rate schedule decays to zero there), and the loop stops
+    at the end of the step that reaches the planned count or passes the time. The estimate includes
+    the per-epoch validation once an epoch has been seen."""
+
+    calibration_steps = 5  # steps of a session before the first estimate (the first one is warm-up)
+
+    def __init__(self, state: LoopState):
+        self.state = state
+        self.session_steps = 0
+        self.first_step_done_at = 0.0  # elapsed seconds when this session's first (warm-up) step ended
+        self.mark = time.perf_counter()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state.max_seconds)
+
+    def tick(self) -> None:
+        """Add the time since the last tick to the loop's elapsed time."""
+        now = time.perf_counter()
+        self.state.elapsed_seconds += now - self.mark
+        self.mark = now
+
+    def after_step(self) -> bool:
+        """Account for one training step (and the wait for its batch); True when the budget is used up."""
+        self.tick()
+        self.session_steps += 1
+        if self.session_steps == 1:
+            self.first_step_done_at = self.state.elapsed_seconds
+        if not self.active:
+            return False
+        if self.session_steps == self.calibration_steps:
+            self._fit((self.state.elapsed_seconds - self.first_step_done_at) / (self.session_steps - 1))
+        return self.used_up()
+
+    def after_epoch(self) -> None:
+        st = self.state
+        if self.active and st.global_step > 0 and st.epoch > 0:
+            # everything the loop did so far, validation included, per training step
+            self._fit(st.elapsed_seconds / st.global_step)
+
+    def used_up(self) -> bool:
+        st = self.state
+        if not self.active:
+            return False
+        return st.elapsed_seconds >= st.max_seconds or (st.planned_steps is not None
+                                                        and st.global_step >= st.planned_steps)
+
+    def _fit(self, seconds_per_step: float) -> None:
+        st = self.state
+        remaining = max(0.0, st.max_seconds - st.elapsed_seconds)
+        planned = st.global_step + max(1, int(remaining / max(seconds_per_step, 1e-6)))
+        st.planned_steps = min(planned, st.epochs * st.iters_per_epoch)
+        log.debug("time budget: %.2f s per step, %d step(s) planned in %.1f min", seconds_per_step,
+                  st.planned_steps, st.max_seconds / 60)
+
+
 def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag) -> None:
+    budget = TimeBudget(state)
     while state.epoch < state.epochs:
         bar = tqdm(total=state.iters_per_epoch, initial=state.step_in_epoch, disable=not progress, leave=False,
                    desc=f"{desc} epoch {state.epoch + 1}/{state.epochs}")
         t0 = time.perf_counter()
-        while state.step_in_epoch < state.iters_per_epoch:
+        out_of_time = budget.used_up()
+        while state.step_in_epoch < state.iters_per_epoch and not out_of_time:
             batch = next(stream)
             logs = module.train_step(batch, state)
             for k, v in logs.items():
                 state.partial.setdefault(k, []).append(float(v))
             state.step_in_epoch += 1
             state.global_step += 1
+            out_of_time = budget.after_step()
             bar.update()
             if "loss" in logs:
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
@@ -168,6 +239,7 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
         if val_batches is not None:
             outputs = [module.validation_step(b) for b in val_batches()]
             epoch_logs.update(module.validation_end(outputs))
+        budget.tick()
         metric = epoch_logs.get(module.monitor)
         if metric is not None and not math.isnan(metric):
             state.ema_metric = metric if state.ema_metric is None else ema * state.ema_metric + (1 - ema) * metric
@@ -177,5 +249,13 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
         state.epoch += 1
         state.step_in_epoch = 0
         state.partial = {}
+        if out_of_time:
+            # the budget ends the run here: this (possibly shorter) epoch is the last one
+            state.time_limited = True
+            state.epochs = state.epoch
+            log.info("time budget of %.1f min reached after %d iteration(s) (%.1f min): stopping", state.max_seconds / 60,
+                     state.global_step, state.elapsed_seconds / 60)
+        else:
+            budget.after_epoch()
         for cb in callbacks:
             cb.on_epoch_end(module, state, epoch_logs)

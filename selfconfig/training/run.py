@@ -132,13 +132,17 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     augmenter = trainer.build_augmenter(data, seed + 1)
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
                               lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip)
-    state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
+    state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch,
+                      max_seconds=hp.max_minutes * 60 if hp.max_minutes else None)
     if ckpt is not None:
         state = restore(module, ckpt)
-        if hp.epochs != state.epochs:
+        if state.time_limited and "epochs" not in overrides:
+            pass  # finished by its wall-clock budget: nothing to extend unless more epochs are asked for
+        elif hp.epochs != state.epochs:
             log.info("extending the run from %d to %d epochs", state.epochs, hp.epochs)
             state.epochs = hp.epochs
             state.finished = False
+            state.time_limited, state.planned_steps, state.max_seconds = False, None, None
         log.info("resuming %s at epoch %d, step %d", resume_from.name, state.epoch + 1, state.step_in_epoch)
 
     # spatial augmentation samples the patch from a larger crop, so that it never pads with background

@@ -54,15 +54,23 @@ def test_more_epochs_extend_finished_cells_and_fewer_keep_them(planned, roots, c
     run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0], [0], overrides=TINY, **args)
     runs = sorted((roots.results / "EXE").glob("*__quick/frac_*/fold_0"))
     assert len(runs) == 2
+    from selfconfig.errors import ConfigurationError
+
+    # a pre-training is keyed on its settings: other pre-training epochs are refused, naming the setting
+    with pytest.raises(ConfigurationError, match=r"epochs 1 \(asked: 3\)"):
+        run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0], [0],
+                       overrides={**TINY, "epochs": 2, "pretrain_epochs": 3}, **args)
     with caplog.at_level(logging.INFO):
         # 0.5 is a new cell: it starts from the finished pre-training, which is not re-run
         run_experiment("EXE", ["Scratch", "SurrogateFlip"], [1.0, 0.5], [0],
-                       overrides={**TINY, "epochs": 2, "pretrain_epochs": 3}, **args)
+                       overrides={**TINY, "epochs": 2}, **args)
     for run in runs:
         assert load_checkpoint(run / "checkpoint_final.pt")["loop"]["epoch"] == 2
         assert read_json(run / "hyperparameters.json")["epochs"] == 2
     assert "extending from 1 to 2 epochs" in caplog.text
-    assert "ran 1 epochs, not the 3 asked for" in caplog.text  # the pre-training is reused, and says so
+    assert "using pre-trained checkpoint" in caplog.text
+    summary = (roots.results / "EXE" / "experiment" / "summary.md").read_text()
+    assert "## Pre-training" in summary and "SurrogateFlip" in summary
     assert len(list((roots.results / "EXE" / "pretrain").glob("*/checkpoint.pt"))) == 1
     stamps = {r: (r / "checkpoint_final.pt").stat().st_mtime_ns for r in runs}
     caplog.clear()

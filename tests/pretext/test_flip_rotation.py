@@ -79,3 +79,52 @@ def test_pretrain_then_transfer_the_whole_encoder(planned, roots, fast_hp, strat
     train(strategy, "PT", configuration=config, fraction=0.5, hyperparameters={**fast_hp, **PRE}, roots=roots,
           progress=False)
     assert pre.checkpoint.stat().st_mtime_ns == mtime
+
+
+def test_pretraining_summary_and_settings_key(planned, roots):
+    """The pre-training writes its held-out accuracy against chance; reusing it with another setting
+    that changes its result is refused, naming the setting; --overwrite pre-trains again."""
+    from selfconfig.errors import ConfigurationError
+    from selfconfig.utils import read_json
+
+    planned("PS", task="segmentation", dim=3, configurations=["3d"])
+    res = run_pretraining("SurrogateFlip", "PS", hyperparameters=PRE, roots=roots, progress=False)
+    folder = res.checkpoint.parent
+    summary = read_json(folder / "pretrain_summary.json")
+    assert summary["chance"] == 0.5 and summary["held_out_accuracy"] is not None
+    assert set(summary["per_part"]) == {"z", "y", "x"} and summary["iterations"] == 2
+    assert isinstance(summary["near_chance"], bool)
+    assert read_json(folder / "settings.json")["epochs"] == 1
+    again = run_pretraining("SurrogateFlip", "PS", hyperparameters=PRE, roots=roots, progress=False)
+    assert not again.trained and again.summary == summary
+    with pytest.raises(ConfigurationError, match=r"lr .*asked: 0.5"):
+        run_pretraining("SurrogateFlip", "PS", hyperparameters={**PRE, "pretrain_lr": 0.5}, roots=roots,
+                        progress=False)
+    redo = run_pretraining("SurrogateFlip", "PS", hyperparameters={**PRE, "pretrain_lr": 0.5}, roots=roots,
+                           progress=False, overwrite=True)
+    assert redo.trained and read_json(folder / "settings.json")["lr"] == 0.5
+
+
+def test_near_chance_is_judged_on_every_part():
+    from selfconfig.pretext.base import pretext_summary
+
+    good = pretext_summary({"val_accuracy": [0.6, 0.95, 0.96, 0.97], "val_accuracy_z": [0.99] * 4,
+                            "val_accuracy_x": [0.93] * 4}, 0.5)
+    assert good["near_chance"] is False and abs(good["held_out_accuracy"] - 0.96) < 1e-9
+    one_axis = pretext_summary({"val_accuracy": [0.8] * 3, "val_accuracy_z": [1.0] * 3, "val_accuracy_x": [0.55] * 3}, 0.5)
+    assert one_axis["near_chance"] is True  # x never left chance
+    assert pretext_summary({"val_accuracy": [0.45]}, 1 / 3)["near_chance"] is True
+    assert pretext_summary({"val_neg_l1": [-0.1]}, None)["near_chance"] is None
+
+
+def test_experiment_summary_warns_about_a_pretraining_near_chance():
+    from selfconfig.experiments.report import pretraining_markdown
+
+    text = pretraining_markdown({
+        "SurrogateFlip": {"pretext_task": "flip", "held_out_accuracy": 0.55, "chance": 0.5, "near_chance": True,
+                          "near_chance_below": 0.625, "per_part": {"z": 0.6}, "iterations": 100, "minutes": 1.5},
+        "SurrogateRotation": {"pretext_task": "rotation", "held_out_accuracy": 0.9, "chance": 1 / 3,
+                              "near_chance": False, "per_part": {}, "iterations": 100, "minutes": 1.0}})
+    assert "WARNING: the SurrogateFlip pre-training ended near chance" in text
+    assert "SurrogateRotation pre-training ended near chance" not in text
+    assert "| SurrogateRotation | rotation | 0.900 |" in text
