@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "epochs are extended")
     p.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of the budget's (new cells)")
     p.add_argument("--pretrain-epochs", type=int,
-                   help="pre-training epochs instead of the budget's (a finished pre-training is reused as it is)")
+                   help="pre-training epochs instead of the budget's (a pre-training made with other settings is "
+                        "refused, naming them)")
+    p.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget of every cell's training (the schedule is fitted to it; new cells)")
+    p.add_argument("--pretrain-max-minutes", type=float, help="wall-clock budget of each pre-training")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
     p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from selfconfig.experiments.grid import run_experiment
 
     overrides = overrides_from(args, ("inflate_3d", "pretrained_weights", "epochs", "iters_per_epoch",
-                                      "pretrain_epochs"))
+                                      "pretrain_epochs", "max_minutes", "pretrain_max_minutes"))
     res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
                          configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                          roots=roots_from(args), device=args.device, progress=not args.no_progress,
