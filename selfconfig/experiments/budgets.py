@@ -33,6 +33,15 @@ class Budget:
     iters_per_epoch: int = 25
     val_iters: int = 3
     tta: bool = False
+    # wall-clock budgets (--max-minutes of each cell / each pre-training) instead of estimated seconds:
+    # the loop fits its schedule to the minutes from the measured speed, so the grid's time holds on
+    # any machine (the number of iterations then depends on the machine; each run records it)
+    train_minutes: float | None = None
+    pretrain_minutes: float | None = None
+
+
+#: the epoch count of a wall-clock budget: an upper bound the clock always reaches first
+WALL_CLOCK_EPOCHS = 100_000
 
 
 BUDGETS = {
@@ -74,6 +83,12 @@ def _epochs(seconds: float, per_iteration: float, per_epoch: int) -> int:
 def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_relative_cost: float = 1.0) -> dict:
     """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_relative_cost``: a
     pretext iteration's cost relative to a supervised one (:func:`pretext_cost`)."""
+    if budget.train_minutes is not None:
+        per_epoch = budget.iters_per_epoch
+        return {"max_minutes": budget.train_minutes, "epochs": WALL_CLOCK_EPOCHS, "iters_per_epoch": per_epoch,
+                "val_iters": budget.val_iters, "pretrain_max_minutes": budget.pretrain_minutes,
+                "pretrain_epochs": WALL_CLOCK_EPOCHS, "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta,
+                "checkpoint_every": 1}
     if budget.train_seconds is None:
         return {}
     seconds = config.estimated_iteration_seconds or 1.0

@@ -59,3 +59,13 @@ def test_a_pretext_task_that_still_sets_relative_cost_is_told_and_a_bad_cost_net
     with pytest.raises(ValueError, match="cost_network must be"):
         class Typo(PretextTask):  # noqa: F841
             cost_network = "segmenation"
+
+
+def test_wall_clock_budgets_give_max_minutes(planned):
+    from selfconfig.experiments.budgets import WALL_CLOCK_EPOCHS, Budget
+
+    _, cfg = _config(planned, "BUDW")
+    b = Budget("clock", None, None, iters_per_epoch=20, val_iters=2, train_minutes=2.5, pretrain_minutes=1.5)
+    hp = budget_hyperparameters(b, cfg)
+    assert hp["max_minutes"] == 2.5 and hp["pretrain_max_minutes"] == 1.5
+    assert hp["epochs"] == hp["pretrain_epochs"] == WALL_CLOCK_EPOCHS and hp["iters_per_epoch"] == 20
