@@ -83,6 +83,10 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
         hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
         hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s])
         cls(hp).check_compatible(data)
+        if getattr(cls, "uses_pretraining", False):
+            from selfconfig.pretext.run import check_existing_pretraining
+
+            check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
     cells = [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
     raw_dir = roots.raw / data.dataset

@@ -129,6 +129,14 @@ def recorded_settings(out_dir: Path, checkpoint: Path | None) -> dict:
             "seed": hp.get("seed"), "augment": hp.get("augment"), "optimizer": hp.get("optimizer")}
 
 
+def check_existing_pretraining(strategy_cls, data: DatasetContext, hp: TrainingConfig) -> None:
+    """Refuse, before anything runs, a finished pre-training of ``strategy_cls`` made with other settings."""
+    out_dir = data.pretrain_dir(strategy_cls.name)
+    final = out_dir / CHECKPOINT_NAME
+    if final.is_file():
+        check_settings(out_dir, recorded_settings(out_dir, final), pretrain_settings(strategy_cls, data, hp))
+
+
 def check_settings(out_dir: Path, recorded: dict, wanted: dict) -> None:
     """Refuse to reuse (or resume) a pre-training made with other settings, naming each difference."""
     diff = [f"{k} {recorded[k]!r} (asked: {wanted[k]!r})" for k in wanted
