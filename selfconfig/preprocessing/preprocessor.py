@@ -51,6 +51,8 @@ def preprocess_key(plans: Plans, config: ConfigurationPlan) -> str:
         "separate_z": config.separate_z_resampling,
         "labels": plans.labels,
     }
+    if plans.regions_class_order is not None:
+        relevant["regions_class_order"] = plans.regions_class_order
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -92,7 +94,7 @@ def preprocess_case(image: np.ndarray, geometry: Geometry, seg: np.ndarray | Non
     zaxis = separate_z_axis(config, orig_spacing, target)
     data = resample_image(data, new_shape, order=config.resample_order_image, separate_z_axis=zaxis)
     if seg_c is not None:
-        seg_c = resample_labels(np.asarray(seg_c), new_shape, list(plans.labels.values()), separate_z_axis=zaxis)
+        seg_c = resample_labels(np.asarray(seg_c), new_shape, plans.label_scheme.label_values, separate_z_axis=zaxis)
     props = {
         "geometry": geometry.to_dict(),
         "crop_box": [list(b) for b in box],

@@ -131,7 +131,8 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     loss = trainer.build_loss(run, train_labels)
     augmenter = trainer.build_augmenter(data, seed + 1)
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
-                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip)
+                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip,
+                              label_scheme=data.plans.label_scheme if data.task == "segmentation" else None)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
     if ckpt is not None:
         state = restore(module, ckpt)

@@ -86,7 +86,7 @@ class Trainer:
 
     def build_loss(self, run: "RunContext", train_labels: list[int] | None = None) -> nn.Module:
         if run.data.task == "segmentation":
-            return SegmentationLoss(batch_dice=True)
+            return SegmentationLoss.for_labels(run.data.plans.label_scheme, batch_dice=True)
         weights = None
         if self.hp.class_weights == "balanced" and train_labels:
             k = run.data.plans.num_classes
