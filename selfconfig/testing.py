@@ -126,3 +126,53 @@ def write_ignore_dataset(raw: Path, name: str = "TINYIGNORE", *, n_train: int = 
           "numTraining": n_train, "file_ending": ".nii.gz", "name": name}
     (out / "dataset.json").write_text(json.dumps(ds, indent=1))
     return out
+
+
+def write_msd_task(parent: Path, name: str = "Task07_Tiny", *, n_train: int = 4, n_test: int = 1,
+                   shape=(12, 20, 24), spacing=(0.8, 0.9, 2.5), seed: int = 0) -> Path:
+    """A tiny Medical Segmentation Decathlon task folder: 4D NIfTI images holding two modalities
+    (MSD's ``modality`` T1 and FLAIR), label maps 0-2, labels as value -> name, and the
+    ``training`` / ``test`` lists of MSD's dataset.json. ``spacing`` is (x, y, z) as NIfTI stores it;
+    the direction is not the identity, so geometry errors show."""
+    import json
+
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    task = Path(parent) / name
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (task / sub).mkdir(parents=True, exist_ok=True)
+    direction = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # rotated 90 degrees in plane
+    origin = (-10.0, 5.0, 2.0)
+    prefix = name.split("_", 1)[1].lower()
+    training, test = [], []
+    for i in range(n_train + n_test):
+        cid = f"{prefix}_{i:03d}"
+        image, seg = _tumour_case(rng, tuple(shape))
+        seg = np.minimum(seg, 2).astype(np.uint8)
+        vols = []
+        for c in range(image.shape[0]):
+            v = sitk.GetImageFromArray(image[c].astype(np.float32))
+            v.SetSpacing(spacing)
+            v.SetOrigin(origin)
+            v.SetDirection(direction)
+            vols.append(v)
+        img4 = sitk.JoinSeries(vols)  # 4D: (x, y, z, channel)
+        split = "Tr" if i < n_train else "Ts"
+        sitk.WriteImage(img4, str(task / f"images{split}" / f"{cid}.nii.gz"))
+        if split == "Tr":
+            lab = sitk.GetImageFromArray(seg)
+            lab.SetSpacing(spacing)
+            lab.SetOrigin(origin)
+            lab.SetDirection(direction)
+            sitk.WriteImage(lab, str(task / "labelsTr" / f"{cid}.nii.gz"))
+            training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
+        else:
+            test.append(f"./imagesTs/{cid}.nii.gz")
+    # macOS leaves "._" files in MSD archives; they are not cases
+    (task / "imagesTr" / f"._{prefix}_000.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    meta = {"name": "TINY", "description": "tiny generated MSD-style task", "tensorImageSize": "4D",
+            "modality": {"0": "T1", "1": "FLAIR"}, "labels": {"0": "background", "1": "oedema", "2": "core"},
+            "numTraining": n_train, "numTest": n_test, "training": training, "test": test}
+    (task / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return task
