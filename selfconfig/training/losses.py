@@ -83,7 +83,11 @@ class IgnoreDiceCELoss(nn.Module):
 
 class RegionDiceBCELoss(nn.Module):
     """Region-based training: soft Dice per region + binary cross-entropy on sigmoid outputs,
-    over the voxels whose label is not ``ignore_label`` (when there is one)."""
+    over the voxels whose label is not ``ignore_label`` (when there is one).
+
+    The BCE is the mean over regions and labelled voxels with or without an ignore label
+    (nnU-Net v2 divides the masked sum by the voxel count only, which scales it by the number
+    of regions when an ignore label exists)."""
 
     def __init__(self, regions: list[tuple[int, ...]], ignore_label: int | None = None, batch_dice: bool = True):
         super().__init__()

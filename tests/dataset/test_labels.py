@@ -88,3 +88,22 @@ def test_a_prediction_never_holds_the_ignore_value():
     probs = rng.random((s.num_outputs, 4, 8, 8))
     seg = s.probabilities_to_label_map(probs)
     assert s.num_outputs == 2 and set(np.unique(seg)) <= {0, 1}
+
+
+def test_verification_knows_region_and_ignore_values(tmp_path):
+    """Values listed only inside regions, and the ignore value, are valid label-map values; others are not."""
+    from selfconfig.dataset.geometry import Geometry
+    from selfconfig.dataset.io import write_segmentation
+    from selfconfig.dataset.verify import verify_dataset
+    from selfconfig.errors import VerificationError
+    from selfconfig.testing import write_region_dataset
+
+    raw = write_region_dataset(tmp_path, "REGV", n_train=2, n_test=0, shape=(8, 12, 12), with_ignore=True)
+    info, cases, _ = verify_dataset(raw, progress=False)
+    assert info.label_values == [0, 1, 2, 3, 4] and len(cases["train"]) == 2
+    seg = np.zeros((8, 12, 12), np.uint8)
+    seg[0, 0, 0] = 5
+    geom = Geometry(spacing=(1.0, 1.0, 1.0), shape=(8, 12, 12), dim=3, file_ending=".nii.gz")
+    write_segmentation(seg, geom, raw / "labelsTr" / "regv_000.nii.gz")
+    with pytest.raises(VerificationError, match=r"label values \[5\] are not in dataset.json's labels \[0, 1, 2, 3, 4\]"):
+        verify_dataset(raw, progress=False)
