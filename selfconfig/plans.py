@@ -142,14 +142,8 @@ class Plans:
     budget: Budget
     schema_version: int = PLANS_SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
-    regions_class_order: list[int] | None = None  # region-based labels: the value each region writes
-
-    @property
-    def label_scheme(self):
-        """The labels' meaning (:class:`selfconfig.dataset.labels.LabelScheme`): regions, ignore label."""
-        from selfconfig.dataset.labels import LabelScheme
-
-        return LabelScheme.from_labels(self.labels, self.regions_class_order)
+    # region-based labels: the value each region writes; ``LabelScheme.of(plans)`` reads the labels
+    regions_class_order: list[int] | None = None
 
     # ----------------------------------------------------------------- access
     def configuration(self, name: str | None = None) -> ConfigurationPlan:

@@ -49,6 +49,11 @@ class LabelScheme:
         order = tuple(int(v) for v in regions_class_order) if regions_class_order is not None else None
         return cls(tuple(items), order)
 
+    @classmethod
+    def of(cls, obj) -> "LabelScheme":
+        """The scheme of anything with ``labels`` and ``regions_class_order`` (plans, DatasetInfo)."""
+        return cls.from_labels(obj.labels, getattr(obj, "regions_class_order", None))
+
     # ------------------------------------------------------------------ what the labels say
     @property
     def ignore_label(self) -> int | None:

@@ -19,6 +19,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from selfconfig.dataset.geometry import Geometry
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
@@ -88,7 +89,7 @@ class Predictor:
         self.step_size = step_size
         self.sw_batch_size = sw_batch_size
         self.precision = resolve_precision(precision, device)
-        self.label_scheme = self.plans.label_scheme if self.plans.task == "segmentation" else None
+        self.label_scheme = LabelScheme.of(self.plans) if self.plans.task == "segmentation" else None
         # region-based models have one sigmoid output per region; every other model a softmax
         self.sigmoid = bool(self.label_scheme is not None and self.label_scheme.has_regions)
 

@@ -13,6 +13,7 @@ import torch
 
 from selfconfig.checkpoint import load_checkpoint
 from selfconfig.data.sampler import PatchSampler
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.device import pick_device
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
@@ -132,7 +133,7 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     augmenter = trainer.build_augmenter(data, seed + 1)
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
                               lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip,
-                              label_scheme=data.plans.label_scheme if data.task == "segmentation" else None)
+                              label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch)
     if ckpt is not None:
         state = restore(module, ckpt)
