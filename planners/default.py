@@ -128,6 +128,7 @@ class DefaultPlanner:
             configurations=configurations,
             recommended_configuration=recommended,
             budget=self.budget_model.describe(),
+            regions_class_order=self.info.regions_class_order,
         )
         return plans
 

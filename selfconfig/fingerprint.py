@@ -58,14 +58,16 @@ def compute_fingerprint(info: DatasetInfo, reports: list[CaseReport], num_test: 
         "foreground_intensity_properties_per_channel": intensities,
     }
     if info.task == "segmentation":
-        counts = np.zeros(info.num_classes, dtype=np.int64)
+        values = info.label_values  # every value of the label maps (regions: their member values)
+        counts = np.zeros(max(values) + 1, dtype=np.int64)
         for r in train:
             for k, v in (r.class_counts or {}).items():
                 counts[int(k)] += v
         total = max(int(counts.sum()), 1)
-        names = {v: k for k, v in info.labels.items()}
-        fp["class_voxel_counts"] = {names[i]: int(counts[i]) for i in range(info.num_classes)}
-        fp["class_frequencies"] = {names[i]: float(counts[i] / total) for i in range(info.num_classes)}
+        names = {v: k for k, v in info.labels.items() if not isinstance(v, list)}
+        key = {i: names.get(i, str(i)) for i in values}
+        fp["class_voxel_counts"] = {key[i]: int(counts[i]) for i in values}
+        fp["class_frequencies"] = {key[i]: float(counts[i] / total) for i in values}
     else:
         fp["class_counts"] = {}
     return fp

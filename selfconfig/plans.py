@@ -135,9 +135,9 @@ class Plans:
     task: str  # "segmentation" | "classification"
     dim: int  # dimensionality of the data (2 or 3)
     channel_names: dict[str, str]
-    labels: dict[str, int]
+    labels: dict[str, Any]  # name -> value, or -> list of values (a region); "ignore": unlabelled voxels
     num_input_channels: int
-    num_classes: int
+    num_classes: int  # network outputs: classes, trained labels (not "ignore"), or regions
     original_median_spacing: list[float]
     original_median_shape: list[int]
     intensity_properties: dict[str, dict[str, float]]  # per input channel index (as str)
@@ -146,6 +146,8 @@ class Plans:
     budget: Budget
     schema_version: int = PLANS_SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
+    # region-based labels: the value each region writes; ``LabelScheme.of(plans)`` reads the labels
+    regions_class_order: list[int] | None = None
 
     # ----------------------------------------------------------------- access
     def configuration(self, name: str | None = None) -> ConfigurationPlan:

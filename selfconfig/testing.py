@@ -47,3 +47,132 @@ def write_dicom_slice(path: Path, pixels: np.ndarray, position, orientation, ser
     ds.PixelRepresentation = 1
     ds.PixelData = np.asarray(pixels).astype(np.int16).tobytes()
     ds.save_as(path, enforce_file_format=True)
+
+
+def _tumour_case(rng, shape):
+    """Two MR-like channels and a BraTS-like label map of nested structures: edema (1) around a
+    non-enhancing core (2) around an enhancing centre (3)."""
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), 0).astype(np.float32)
+    center = np.array([rng.uniform(0.4, 0.6) * s for s in shape])
+    scale = np.asarray(shape, np.float32) / max(shape)
+    d = np.sqrt((((grid - center.reshape(-1, *[1] * len(shape))) / scale.reshape(-1, *[1] * len(shape))) ** 2).sum(0))
+    r = max(shape) * rng.uniform(0.3, 0.36)
+    seg = np.zeros(shape, np.uint8)
+    seg[d < r] = 1
+    seg[d < 0.7 * r] = 2
+    seg[d < 0.4 * r] = 3
+    t1 = rng.normal(0, 0.2, shape) + 1.0 + np.where(seg == 3, 2.0, 0.0) + np.where(seg == 2, -0.5, 0.0)
+    flair = rng.normal(0, 0.2, shape) + 1.0 + np.where(seg >= 1, 1.5, 0.0)
+    return np.stack([t1, flair]).astype(np.float32) * 100, seg
+
+
+def write_region_dataset(raw: Path, name: str = "TINYREGIONS", *, n_train: int = 5, n_test: int = 1,
+                         shape=(16, 24, 24), seed: int = 0, with_ignore: bool = False) -> Path:
+    """A tiny BraTS-like raw dataset in nnU-Net v2 form: two channels (T1, FLAIR), labels 1-3
+    nested, and region labels ``whole tumor`` [1, 2, 3] > ``tumor core`` [2, 3] > ``enhancing
+    tumor`` [3] with ``regions_class_order`` [1, 2, 3]. ``with_ignore``: a slab of each training
+    label is marked ``ignore`` (value 4)."""
+    import json
+
+    from selfconfig.dataset.geometry import Geometry
+    from selfconfig.dataset.io import write_image, write_segmentation
+
+    rng = np.random.default_rng(seed)
+    out = Path(raw) / name
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    geom = Geometry(spacing=(1.0, 1.0, 1.0), shape=tuple(shape), dim=3, file_ending=".nii.gz")
+    for i in range(n_train + n_test):
+        split = "Tr" if i < n_train else "Ts"
+        cid = f"{name.lower()}_{i:03d}"
+        image, seg = _tumour_case(rng, tuple(shape))
+        if with_ignore and split == "Tr":
+            seg[:, :, : shape[2] // 4] = 4
+        for c in range(image.shape[0]):
+            write_image(image[c:c + 1], geom, out / f"images{split}" / f"{cid}_{c:04d}.nii.gz")
+        write_segmentation(seg, geom, out / f"labels{split}" / f"{cid}.nii.gz")
+    labels = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+    if with_ignore:
+        labels["ignore"] = 4
+    ds = {"channel_names": {"0": "T1", "1": "FLAIR"}, "labels": labels, "regions_class_order": [1, 2, 3],
+          "numTraining": n_train, "file_ending": ".nii.gz", "name": name}
+    (out / "dataset.json").write_text(json.dumps(ds, indent=1))
+    return out
+
+
+def write_ignore_dataset(raw: Path, name: str = "TINYIGNORE", *, n_train: int = 5, n_test: int = 1,
+                         shape=(16, 24, 24), seed: int = 0) -> Path:
+    """A tiny nnU-Net v2 raw dataset with an ``ignore`` label: labels background 0, blob 1, rim 2,
+    and ``ignore`` 3 marking a band of each label map (as scribble or partial annotations do)."""
+    import json
+
+    from selfconfig.dataset.geometry import Geometry
+    from selfconfig.dataset.io import write_image, write_segmentation
+
+    rng = np.random.default_rng(seed)
+    out = Path(raw) / name
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    geom = Geometry(spacing=(1.0, 1.0, 1.0), shape=tuple(shape), dim=3, file_ending=".nii.gz")
+    for i in range(n_train + n_test):
+        split = "Tr" if i < n_train else "Ts"
+        cid = f"{name.lower()}_{i:03d}"
+        image, seg = _tumour_case(rng, tuple(shape))
+        seg = np.where(seg >= 2, 2, seg).astype(np.uint8)
+        seg[:, : shape[1] // 5] = 3  # unlabelled band
+        write_image(image[1:2], geom, out / f"images{split}" / f"{cid}_0000.nii.gz")
+        write_segmentation(seg, geom, out / f"labels{split}" / f"{cid}.nii.gz")
+    ds = {"channel_names": {"0": "MR"}, "labels": {"background": 0, "blob": 1, "rim": 2, "ignore": 3},
+          "numTraining": n_train, "file_ending": ".nii.gz", "name": name}
+    (out / "dataset.json").write_text(json.dumps(ds, indent=1))
+    return out
+
+
+def write_msd_task(parent: Path, name: str = "Task07_Tiny", *, n_train: int = 4, n_test: int = 1,
+                   shape=(12, 20, 24), spacing=(0.8, 0.9, 2.5), seed: int = 0) -> Path:
+    """A tiny Medical Segmentation Decathlon task folder: 4D NIfTI images holding two modalities
+    (MSD's ``modality`` T1 and FLAIR), label maps 0-2, labels as value -> name, and the
+    ``training`` / ``test`` lists of MSD's dataset.json. ``spacing`` is (x, y, z) as NIfTI stores it;
+    the direction is not the identity, so geometry errors show."""
+    import json
+
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    task = Path(parent) / name
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (task / sub).mkdir(parents=True, exist_ok=True)
+    direction = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # rotated 90 degrees in plane
+    origin = (-10.0, 5.0, 2.0)
+    prefix = name.split("_", 1)[1].lower()
+    training, test = [], []
+    for i in range(n_train + n_test):
+        cid = f"{prefix}_{i:03d}"
+        image, seg = _tumour_case(rng, tuple(shape))
+        seg = np.minimum(seg, 2).astype(np.uint8)
+        vols = []
+        for c in range(image.shape[0]):
+            v = sitk.GetImageFromArray(image[c].astype(np.float32))
+            v.SetSpacing(spacing)
+            v.SetOrigin(origin)
+            v.SetDirection(direction)
+            vols.append(v)
+        img4 = sitk.JoinSeries(vols)  # 4D: (x, y, z, channel)
+        split = "Tr" if i < n_train else "Ts"
+        sitk.WriteImage(img4, str(task / f"images{split}" / f"{cid}.nii.gz"))
+        if split == "Tr":
+            lab = sitk.GetImageFromArray(seg)
+            lab.SetSpacing(spacing)
+            lab.SetOrigin(origin)
+            lab.SetDirection(direction)
+            sitk.WriteImage(lab, str(task / "labelsTr" / f"{cid}.nii.gz"))
+            training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
+        else:
+            test.append(f"./imagesTs/{cid}.nii.gz")
+    # macOS leaves "._" files in MSD archives; they are not cases
+    (task / "imagesTr" / f"._{prefix}_000.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    meta = {"name": "TINY", "description": "tiny generated MSD-style task", "tensorImageSize": "4D",
+            "modality": {"0": "T1", "1": "FLAIR"}, "labels": {"0": "background", "1": "oedema", "2": "core"},
+            "numTraining": n_train, "numTest": n_test, "training": training, "test": test}
+    (task / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return task

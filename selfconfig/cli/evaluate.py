@@ -27,10 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _labels(args) -> dict[str, int]:
+def _labels(args) -> dict:
     if args.labels:
         data = json.loads(Path(args.labels).read_text())
-        return {str(k): int(v) for k, v in data.get("labels", data).items()}
+        # a list is an nnU-Net v2 region (scored as the voxels holding any of its values)
+        return {str(k): [int(x) for x in v] if isinstance(v, list) else int(v)
+                for k, v in data.get("labels", data).items()}
     from selfconfig.dataset.schema import load_dataset_json
     from selfconfig.paths import resolve_dataset_name
 

@@ -108,14 +108,14 @@ def inspect_case(case: Case, info: DatasetInfo, seed: int = 0) -> CaseReport:
                 f"{first.name}; resample the label onto the image grid"
             )
         values = np.unique(label_map)
-        allowed = set(info.labels.values())
+        allowed = set(info.label_values)
         wrong = [int(v) for v in values if int(v) not in allowed]
         if wrong:
             rep.problems.append(
                 f"{case.label_file}: label values {wrong} are not in dataset.json's labels "
                 f"{sorted(allowed)}; fix the mask or add the labels to dataset.json"
             )
-        counts = np.bincount(label_map.ravel().astype(np.int64).clip(0), minlength=info.num_classes)
+        counts = np.bincount(label_map.ravel().astype(np.int64).clip(0), minlength=max(info.label_values) + 1)
         rep.class_counts = {int(i): int(c) for i, c in enumerate(counts) if c > 0}
 
     box = nonzero_bbox(image)

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from selfconfig.dataset.labels import IGNORE_NAME, LabelScheme
 from selfconfig.errors import DatasetFormatError
 
 TASKS = ("segmentation", "classification")
@@ -45,7 +46,9 @@ class DatasetInfo:
     channel named ``RGB`` is one file that holds three colour channels, so
     ``num_input_channels`` counts it three times.
     ``labels`` maps a label name to its integer value (segmentation: voxel values; classification:
-    class indices). ``labels_file`` is the classification labels table for imagesTr
+    class indices); in segmentation a value may be a list of values (an nnU-Net v2 region, with
+    ``regions_class_order``) and the label ``ignore`` marks unlabelled voxels (see
+    :mod:`selfconfig.dataset.labels`). ``labels_file`` is the classification labels table for imagesTr
     (default ``labelsTr.csv``); the held-out table is ``labelsTs.csv``.
     """
 
@@ -53,7 +56,7 @@ class DatasetInfo:
     task: str
     dimensionality: int | None
     channel_names: dict[str, str]
-    labels: dict[str, int]
+    labels: dict[str, int | list[int]]
     file_ending: str
     description: str = ""
     synthetic: bool = False
@@ -61,6 +64,7 @@ class DatasetInfo:
     test_labels_file: str = "labelsTs.csv"
     nnunet_format: bool = False
     extra: dict = field(default_factory=dict)
+    regions_class_order: list[int] | None = None
 
     @property
     def num_file_channels(self) -> int:
@@ -75,8 +79,23 @@ class DatasetInfo:
         return any(n.strip().lower() == "rgb" for n in self.channel_names.values())
 
     @property
+    def label_scheme(self) -> LabelScheme:
+        return LabelScheme.from_labels(self.labels, self.regions_class_order)
+
+    @property
     def num_classes(self) -> int:
-        return max(self.labels.values()) + 1
+        """Outputs of the network: classes (classification), trained labels (segmentation, the
+        ignore label left out) or regions (region-based segmentation)."""
+        if self.task != "segmentation":
+            return max(self.labels.values()) + 1
+        return self.label_scheme.num_outputs
+
+    @property
+    def label_values(self) -> list[int]:
+        """Every value a label map (or labels table) may hold, the ignore label included."""
+        if self.task != "segmentation":
+            return sorted(self.labels.values())
+        return self.label_scheme.label_values
 
     def normalization_schemes(self) -> list[str]:
         """One scheme per file channel, in channel order."""
@@ -120,23 +139,13 @@ def parse_dataset_json(data: dict, path: Path | str = "dataset.json", default_na
         if [k for k in keys] != [str(i) for i in range(len(keys))]:
             problems.append(f"'channel_names' keys must be 0..{len(keys) - 1}, got {list(channels)}")
     labels = data.get("labels")
+    regions_class_order = data.get("regions_class_order")
     if not isinstance(labels, dict) or not labels:
         problems.append("'labels' must map label names to integers, e.g. {\"background\": 0, \"lobe\": 1}")
         labels = {}
     else:
-        clean = {}
-        for name, value in labels.items():
-            if isinstance(value, (list, tuple)):
-                problems.append(f"label {name!r} is a region (list of values); region-based labels are not supported")
-                continue
-            try:
-                clean[str(name)] = int(value)
-            except (TypeError, ValueError):
-                problems.append(f"label {name!r} has value {value!r}; label values must be integers")
-        labels = clean
-        values = sorted(labels.values())
-        if labels and values != list(range(len(values))):
-            problems.append(f"label values must be consecutive from 0, got {values}")
+        labels, label_problems = _parse_labels(labels, regions_class_order, task)
+        problems.extend(label_problems)
     file_ending = data.get("file_ending")
     if file_ending is None:
         problems.append("'file_ending' is missing (e.g. \".nii.gz\", \".png\", or \"\" for DICOM folders)")
@@ -147,7 +156,7 @@ def parse_dataset_json(data: dict, path: Path | str = "dataset.json", default_na
     if problems:
         raise DatasetFormatError(f"{path}: " + "; ".join(problems))
     known = {"name", "task", "dimensionality", "channel_names", "modality", "labels", "file_ending",
-             "description", "synthetic", "labels_file", "test_labels_file"}
+             "description", "synthetic", "labels_file", "test_labels_file", "regions_class_order"}
     return DatasetInfo(
         name=str(data.get("name") or default_name),
         task=task,
@@ -161,4 +170,45 @@ def parse_dataset_json(data: dict, path: Path | str = "dataset.json", default_na
         test_labels_file=str(data.get("test_labels_file", "labelsTs.csv")),
         nnunet_format=nnunet,
         extra={k: v for k, v in data.items() if k not in known},
+        regions_class_order=[int(v) for v in regions_class_order] if regions_class_order is not None else None,
     )
+
+
+def _parse_labels(labels: dict, regions_class_order, task: str) -> tuple[dict, list[str]]:
+    """Labels as ints (or lists of ints for regions) and the problems found, in words."""
+    problems: list[str] = []
+    clean: dict[str, int | list[int]] = {}
+    for name, value in labels.items():
+        name = str(name)
+        if isinstance(value, (list, tuple)):
+            if task != "segmentation":
+                problems.append(f"label {name!r} is a region (list of values); regions exist only in segmentation")
+                continue
+            try:
+                clean[name] = [_as_int(v) for v in value]
+            except (TypeError, ValueError):
+                problems.append(f"label {name!r} has value {value!r}; a region lists integer label values")
+            continue
+        try:
+            clean[name] = _as_int(value)
+        except (TypeError, ValueError):
+            problems.append(f"label {name!r} has value {value!r}; label values must be integers")
+    if problems:
+        return clean, problems
+    if regions_class_order is not None and (
+            not isinstance(regions_class_order, list) or not all(isinstance(v, int) for v in regions_class_order)):
+        return clean, [f"'regions_class_order' must be a list of integer label values, got {regions_class_order!r}"]
+    if task != "segmentation":
+        if IGNORE_NAME in clean:
+            problems.append("an 'ignore' label exists only in segmentation")
+        values = sorted(clean.values())
+        if values != list(range(len(values))):
+            problems.append(f"label values must be consecutive from 0, got {values}")
+        return clean, problems
+    return clean, LabelScheme.from_labels(clean, regions_class_order).problems()
+
+
+def _as_int(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from selfconfig.dataset.cases import split_ending
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import EvaluationError
 from selfconfig.evaluation.metrics import (
     accuracy,
@@ -93,7 +94,8 @@ def _case_files(folder: Path, file_ending: str | None) -> dict[str, Path]:
     return found
 
 
-def _evaluate_case(case: str, pred_path: Path, ref_path: Path, label_values: list[int]) -> dict:
+def _evaluate_case(case: str, pred_path: Path, ref_path: Path, label_values: list, ignore_label: int | None = None
+                   ) -> dict:
     """Read one pair and return its per-label metrics (runs in a worker process)."""
     ref, ref_geom = _read_label(ref_path)
     pred, pred_geom = _read_label(pred_path)
@@ -110,13 +112,13 @@ def _evaluate_case(case: str, pred_path: Path, ref_path: Path, label_values: lis
                            pred_path, ref_path)
     except AttributeError:  # a reader that returns no Geometry: nothing to compare
         pass
-    return {"case": case, "metrics": segmentation_case_metrics(pred, ref, label_values)}
+    return {"case": case, "metrics": segmentation_case_metrics(pred, ref, label_values, ignore_label)}
 
 
 def evaluate_segmentation_folder(
     pred_dir: Path,
     ref_dir: Path,
-    labels: dict[str, int],
+    labels: dict[str, Any],
     output_dir: Path | None = None,
     file_ending: str | None = None,
     num_workers: int = 1,
@@ -128,7 +130,8 @@ def evaluate_segmentation_folder(
     cases inside labelsTr).
 
     ``labels`` maps names to voxel values as in dataset.json; value 0 (background) is not
-    scored. Files are matched by case name (file name without ``file_ending``; with ``None``
+    scored. A name that maps to a list of values is an nnU-Net v2 region, scored as the voxels
+    holding any of them; voxels whose reference is the ``ignore`` label count nowhere. Files are matched by case name (file name without ``file_ending``; with ``None``
     any label-map ending, so predictions may be stored in another format than the reference).
     Every reference case needs a prediction (:class:`EvaluationError` names the missing
     ones); predictions without a reference are ignored with a warning.
@@ -139,7 +142,10 @@ def evaluate_segmentation_folder(
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     output_dir = Path(output_dir) if output_dir is not None else pred_dir
-    fg = sorted(((str(n), int(v)) for n, v in labels.items() if int(v) != 0), key=lambda nv: nv[1])
+    scheme = LabelScheme.from_labels(labels)
+    fg = scheme.evaluation_targets()  # (name, value) or (name, region tuple); not background, not ignore
+    if not scheme.has_regions:
+        fg = sorted(fg, key=lambda nv: nv[1])
     if not fg:
         raise EvaluationError(f"labels {labels} name no foreground class (value != 0); nothing to evaluate")
     names = [n for n, _ in fg]
@@ -166,7 +172,7 @@ def evaluate_segmentation_folder(
         logger.warning("%d prediction(s) in %s have no reference in %s and are ignored: %s",
                        len(extra), pred_dir, ref_dir, ", ".join(extra[:10]))
 
-    jobs = [(case, preds[case], refs[case], values) for case in sorted(refs)]
+    jobs = [(case, preds[case], refs[case], values, scheme.ignore_label) for case in sorted(refs)]
     if num_workers > 1 and len(jobs) > 1:
         # spawn: callers may hold torch/OpenMP threads, which fork does not survive reliably
         ctx = multiprocessing.get_context("spawn")
@@ -177,7 +183,7 @@ def evaluate_segmentation_folder(
 
     per_case = []
     rows = []
-    for (case, pred_path, ref_path, _), res in zip(jobs, results):
+    for (case, pred_path, ref_path, _, _), res in zip(jobs, results):
         by_name = {name: {k: v for k, v in res["metrics"][value].items()} for name, value in fg}
         case_mean = nanmean(m["dice"] for m in by_name.values())
         per_case.append({"case": case, "prediction_file": str(pred_path), "reference_file": str(ref_path),
@@ -187,7 +193,8 @@ def evaluate_segmentation_folder(
     dice_means = {n: nanmean(pc["metrics"][n]["dice"] for pc in per_case) for n in names}
     summary = {
         "task": "segmentation",
-        "labels": {str(n): int(v) for n, v in labels.items()},
+        "labels": {str(n): (list(v) if isinstance(v, tuple) else v)
+                   for n, v in LabelScheme.from_labels(labels).labels},
         "n_cases": len(per_case),
         "mean": {"dice_per_class": dice_means, "mean_dice": nanmean(dice_means.values())},
         "per_case": per_case,

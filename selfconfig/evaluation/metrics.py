@@ -9,6 +9,9 @@ Conventions shared by every function here:
 - Dice is computed from per-class counts (``np.bincount``) in one pass over the voxels, so the
   cost does not grow with the number of classes.
 - Kappa and AUC are scikit-learn's; this module only pins down the degenerate cases.
+- Segmentation targets are label values (``int``) or nnU-Net v2 regions (a tuple of values: a
+  voxel is in the region when its value is listed); voxels whose *reference* is
+  ``ignore_label`` count nowhere (nnU-Net v2's ignore label).
 """
 
 from __future__ import annotations
@@ -71,38 +74,76 @@ def _count(arr: np.ndarray, value: int, offset: int) -> int:
     return int(arr[i]) if 0 <= i < arr.size else 0
 
 
+def _counts_entry(t: int, p: int, r: int) -> dict[str, float | int]:
+    dice = 2.0 * t / (p + r) if (p + r) > 0 else math.nan
+    return {"dice": dice, "tp": t, "fp": p - t, "fn": r - t, "n_pred": p, "n_ref": r}
+
+
+def region_case_metrics(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    regions: Sequence[Sequence[int]],
+    ignore_label: int | None = None,
+) -> dict[tuple[int, ...], dict[str, float | int]]:
+    """Counts and Dice of one case per region (a voxel is in a region when its value is one of
+    the region's values, in ``pred`` and ``ref`` alike), as nnU-Net v2 scores BraTS-style labels.
+
+    Returns ``{region (tuple): {"dice", "tp", "fp", "fn", "n_pred", "n_ref"}}``; NaN Dice when the
+    region is absent from both. Voxels where ``ref == ignore_label`` are left out."""
+    pred = np.asarray(pred)
+    ref = np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    keep = (ref != ignore_label) if ignore_label is not None else None
+    out: dict[tuple[int, ...], dict[str, float | int]] = {}
+    for region in regions:
+        key = tuple(int(v) for v in region)
+        p = np.isin(pred, key)
+        r = np.isin(ref, key)
+        if keep is not None:
+            p &= keep
+            r &= keep
+        out[key] = _counts_entry(int(np.count_nonzero(p & r)), int(np.count_nonzero(p)), int(np.count_nonzero(r)))
+    return out
+
+
 def segmentation_case_metrics(
     pred: np.ndarray,
     ref: np.ndarray,
-    labels: Sequence[int],
+    labels: Sequence[int | Sequence[int]],
     ignore_label: int | None = None,
-) -> dict[int, dict[str, float | int]]:
-    """Counts and Dice of one case, per label in ``labels``.
+) -> dict[int | tuple[int, ...], dict[str, float | int]]:
+    """Counts and Dice of one case, per label (or region) in ``labels``.
 
     Returns ``{label: {"dice", "tp", "fp", "fn", "n_pred", "n_ref"}}`` (counts in voxels).
     Dice is ``2 tp / (n_pred + n_ref)`` and NaN when the label is absent from both prediction
     and reference (nothing to find and nothing found: neither a hit nor a miss). Voxels where
-    ``ref == ignore_label`` are left out of every count.
+    ``ref == ignore_label`` are left out of every count. An entry of ``labels`` that is a list
+    or tuple is a region (see :func:`region_case_metrics`); its key is the tuple.
     """
-    tp, n_pred, n_ref, offset = _label_counts(pred, ref, ignore_label)
-    out: dict[int, dict[str, float | int]] = {}
+    regions = [lab for lab in labels if isinstance(lab, (list, tuple))]
+    out: dict[int | tuple[int, ...], dict[str, float | int]] = {}
+    by_region = region_case_metrics(pred, ref, regions, ignore_label) if regions else {}
+    if len(regions) < len(labels):
+        tp, n_pred, n_ref, offset = _label_counts(pred, ref, ignore_label)
     for label in labels:
+        if isinstance(label, (list, tuple)):
+            key = tuple(int(v) for v in label)
+            out[key] = by_region[key]
+            continue
         label = int(label)
-        t = _count(tp, label, offset)
-        p = _count(n_pred, label, offset)
-        r = _count(n_ref, label, offset)
-        dice = 2.0 * t / (p + r) if (p + r) > 0 else math.nan
-        out[label] = {"dice": dice, "tp": t, "fp": p - t, "fn": r - t, "n_pred": p, "n_ref": r}
+        out[label] = _counts_entry(_count(tp, label, offset), _count(n_pred, label, offset),
+                                   _count(n_ref, label, offset))
     return out
 
 
 def dice_per_class(
     pred: np.ndarray,
     ref: np.ndarray,
-    labels: Sequence[int],
+    labels: Sequence[int | Sequence[int]],
     ignore_label: int | None = None,
-) -> dict[int, float]:
-    """Dice per label; NaN for a label absent from both ``pred`` and ``ref``.
+) -> dict[int | tuple[int, ...], float]:
+    """Dice per label (or region, a tuple of values); NaN for one absent from both ``pred`` and ``ref``.
 
     The NaN means "undefined", so averages over classes or cases must use :func:`nanmean`
     (an empty class then neither rewards nor punishes the case). Voxels where

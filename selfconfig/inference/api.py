@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selfconfig.dataset.io import output_ending_for, read_case, write_segmentation
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError
 from selfconfig.inference.inputs import discover_inputs
 from selfconfig.inference.predictor import Predictor
@@ -65,7 +66,10 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
     output.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     rows = []
-    class_names = sorted(predictor.plans.labels, key=lambda n: predictor.plans.labels[n])
+    if predictor.task == "classification":
+        class_names = sorted(predictor.plans.labels, key=lambda n: predictor.plans.labels[n])
+    else:  # one name per network output (classes without "ignore", or regions)
+        class_names = LabelScheme.of(predictor.plans).output_names
     for case, paths in tqdm(cases.items(), desc="predict", disable=not progress, leave=False):
         image, geometry = read_case(paths)
         res = predictor.predict_case(image, geometry, source=str(paths[0]), return_probabilities=save_probabilities)

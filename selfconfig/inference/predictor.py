@@ -19,6 +19,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from selfconfig.dataset.geometry import Geometry
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
@@ -88,6 +89,9 @@ class Predictor:
         self.step_size = step_size
         self.sw_batch_size = sw_batch_size
         self.precision = resolve_precision(precision, device)
+        self.label_scheme = LabelScheme.of(self.plans) if self.plans.task == "segmentation" else None
+        # region-based models have one sigmoid output per region; every other model a softmax
+        self.sigmoid = bool(self.label_scheme is not None and self.label_scheme.has_regions)
 
     @classmethod
     def from_checkpoints(cls, paths: list[Path], device: torch.device | None = None, **kw) -> "Predictor":
@@ -114,7 +118,7 @@ class Predictor:
     # ------------------------------------------------------------------ core
     @torch.inference_mode()
     def _network_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities of the ensemble on a preprocessed tensor (B, C, *spatial), with
+        """Softmax (regions: sigmoid) probabilities of the ensemble on a preprocessed tensor (B, C, *spatial), with
         sliding window for segmentation and mirroring when enabled."""
         patch = list(self.config.patch_size)
         n_sp = x.ndim - 2
@@ -130,7 +134,7 @@ class Predictor:
                             xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model.network,
                             overlap=1.0 - self.step_size, mode="gaussian", sigma_scale=0.125,
                             padding_mode="constant", cval=0.0)
-                        probs = torch.softmax(logits.float(), 1)
+                        probs = torch.sigmoid(logits.float()) if self.sigmoid else torch.softmax(logits.float(), 1)
                         if dims:
                             probs = torch.flip(probs, dims)
                     else:
@@ -169,16 +173,16 @@ class Predictor:
         probs = self.predict_preprocessed(data)
         if self.task == "classification":
             return {"probabilities": probs, "prediction": int(np.argmax(probs))}
-        full = revert_to_original(probs, props)
-        out = {"seg": full.argmax(0).astype(np.uint8 if full.shape[0] < 256 else np.int16)}
+        full = revert_to_original(probs, props, background_channel=not self.sigmoid)
+        out = {"seg": self.label_scheme.probabilities_to_label_map(full)}
         if return_probabilities:
             out["probabilities"] = full
         return out
 
 
-def revert_to_original(probs: np.ndarray, props: dict) -> np.ndarray:
+def revert_to_original(probs: np.ndarray, props: dict, background_channel: bool = True) -> np.ndarray:
     """Resample (K, z, y, x) probabilities to the cropped shape and place them in the full image
-    (background = 1 outside the crop box)."""
+    (outside the crop box: background = 1, or every region 0 when there is no background channel)."""
     crop_shape = [int(s) for s in props["shape_after_crop"]]
     t = torch.from_numpy(probs)[None].float()
     if list(t.shape[2:]) != crop_shape:
@@ -186,7 +190,8 @@ def revert_to_original(probs: np.ndarray, props: dict) -> np.ndarray:
     t = t[0]
     full_shape = [int(s) for s in props["geometry"]["shape"]]
     out = torch.zeros((t.shape[0], *full_shape), dtype=torch.float32)
-    out[0] = 1.0
+    if background_channel:
+        out[0] = 1.0
     box = props["crop_box"]
     out[(slice(None), *[slice(a, b) for a, b in box])] = t
     return out.numpy()

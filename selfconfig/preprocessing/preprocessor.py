@@ -12,6 +12,7 @@ import numpy as np
 
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.inspect import nonzero_bbox
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.plans import ConfigurationPlan, Plans
 from selfconfig.preprocessing.normalize import normalize
 from selfconfig.preprocessing.resample import new_shape_for, resample_image, resample_labels
@@ -51,6 +52,8 @@ def preprocess_key(plans: Plans, config: ConfigurationPlan) -> str:
         "separate_z": config.separate_z_resampling,
         "labels": plans.labels,
     }
+    if plans.regions_class_order is not None:
+        relevant["regions_class_order"] = plans.regions_class_order
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -92,7 +95,7 @@ def preprocess_case(image: np.ndarray, geometry: Geometry, seg: np.ndarray | Non
     zaxis = separate_z_axis(config, orig_spacing, target)
     data = resample_image(data, new_shape, order=config.resample_order_image, separate_z_axis=zaxis)
     if seg_c is not None:
-        seg_c = resample_labels(np.asarray(seg_c), new_shape, list(plans.labels.values()), separate_z_axis=zaxis)
+        seg_c = resample_labels(np.asarray(seg_c), new_shape, LabelScheme.of(plans).label_values, separate_z_axis=zaxis)
     props = {
         "geometry": geometry.to_dict(),
         "crop_box": [list(b) for b in box],

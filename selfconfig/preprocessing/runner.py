@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from selfconfig.dataset.cases import Case
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.parallel import WorkerPool
 from selfconfig.plans import Plans
 from selfconfig.preprocessing import storage
@@ -18,8 +19,8 @@ from selfconfig.preprocessing.preprocessor import preprocess_case, preprocess_ke
 log = logging.getLogger(__name__)
 
 
-def _seg_dtype(num_classes: int):
-    return np.uint8 if num_classes <= 255 else np.int16
+def _seg_dtype(max_value: int):
+    return np.uint8 if max_value <= 255 else np.int16
 
 
 def preprocess_and_save(case: Case, plans_dict: dict, targets: list[tuple[str, str, str]]) -> str:
@@ -31,12 +32,12 @@ def preprocess_and_save(case: Case, plans_dict: dict, targets: list[tuple[str, s
     seg = None
     if case.label_file is not None:
         seg, _ = read_label(case.label_file)
-        seg = seg.astype(_seg_dtype(plans.num_classes))
+        seg = seg.astype(_seg_dtype(max(LabelScheme.of(plans).label_values)))
     for config_name, out_folder, key in targets:
         data, seg_p, props = preprocess_case(image, geometry, seg, plans, plans.configuration(config_name))
         fg = None
         if seg_p is not None:
-            fg = sample_foreground(seg_p, list(plans.labels.values()), seed=zlib.crc32(case.case_id.encode()))
+            fg = sample_foreground(seg_p, LabelScheme.of(plans).foreground_labels, seed=zlib.crc32(case.case_id.encode()))
             props["classes_present"] = sorted(int(v) for v in np.unique(seg_p))
         props.update({
             "case_id": case.case_id,

@@ -81,13 +81,16 @@ class SupervisedModule(OptimizationMixin):
 
     def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, task: str,
                  num_classes: int, device: torch.device, lr_fn: Callable[[int, int], float],
-                 augmenter=None, precision: str = "fp32", grad_clip: float = 12.0):
+                 augmenter=None, precision: str = "fp32", grad_clip: float = 12.0, label_scheme=None):
+        """``label_scheme`` (segmentation; :class:`selfconfig.dataset.labels.LabelScheme`): regions
+        are scored per region on sigmoid outputs, ``ignore`` voxels are left out of the Dice."""
         self.network = network.to(device)
         self.optimizer = optimizer
         self.loss = loss.to(device)
         self.task = task
         self.num_classes = num_classes
         self.augmenter = augmenter
+        self.label_scheme = label_scheme
         self._setup_optimization(device, precision, grad_clip, lr_fn)
         if task == "segmentation":
             self.monitor = "val_dice"
@@ -127,26 +130,44 @@ class SupervisedModule(OptimizationMixin):
         top = out[0] if isinstance(out, (list, tuple)) else out
         res: dict[str, Any] = {"loss": float(loss)}
         if self.task == "segmentation":
-            pred = top.argmax(1)
-            ref = target[:, 0]
-            k = self.num_classes
-            idx = (ref * k + pred).flatten()
-            conf = torch.bincount(idx, minlength=k * k).reshape(k, k).cpu().numpy()
-            res["confusion"] = conf
+            res["counts"] = self._dice_counts(top, target[:, 0])
         else:
             res["prob"] = torch.softmax(top.float(), 1).cpu().numpy()
             res["label"] = target.cpu().numpy()
         return res
+
+    def _dice_counts(self, logits: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
+        """(C, 3) true positives, false positives, false negatives per scored channel (foreground
+        classes, or regions), over the voxels that are not ``ignore``."""
+        scheme = self.label_scheme
+        ignore = scheme.ignore_label if scheme is not None else None
+        keep = (ref != ignore) if ignore is not None else None
+        if scheme is not None and scheme.has_regions:
+            rows = []
+            for i, region in enumerate(scheme.foreground_regions):
+                pred = logits[:, i] > 0  # sigmoid > 0.5
+                gt = torch.isin(ref, torch.tensor(region, device=ref.device))
+                if keep is not None:
+                    pred, gt = pred & keep, gt & keep
+                tp = int((pred & gt).sum())
+                rows.append([tp, int(pred.sum()) - tp, int(gt.sum()) - tp])
+            return np.asarray(rows, dtype=np.int64)
+        pred = logits.argmax(1)
+        k = self.num_classes
+        if keep is not None:
+            pred, ref = pred[keep], ref[keep]
+        idx = (ref * k + pred).flatten()
+        conf = torch.bincount(idx, minlength=k * k).reshape(k, k).cpu().numpy()
+        tp = np.diag(conf)[1:]
+        return np.stack([tp, conf[:, 1:].sum(0) - tp, conf[1:, :].sum(1) - tp], axis=1).astype(np.int64)
 
     def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         if not outputs:
             return {}
         logs = {"val_loss": float(np.mean([o["loss"] for o in outputs]))}
         if self.task == "segmentation":
-            conf = sum(o["confusion"] for o in outputs)
-            tp = np.diag(conf)[1:].astype(float)
-            fp = conf[:, 1:].sum(0) - tp
-            fn = conf[1:, :].sum(1) - tp
+            counts = sum(o["counts"] for o in outputs).astype(float)
+            tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
             denom = 2 * tp + fp + fn
             dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
             logs["val_dice"] = float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan")

@@ -13,6 +13,7 @@ import torch
 
 from selfconfig.checkpoint import load_checkpoint
 from selfconfig.data.sampler import PatchSampler
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.device import pick_device
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
@@ -131,7 +132,8 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     loss = trainer.build_loss(run, train_labels)
     augmenter = trainer.build_augmenter(data, seed + 1)
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
-                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip)
+                              lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip,
+                              label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch,
                       max_seconds=hp.max_minutes * 60 if hp.max_minutes else None)
     if ckpt is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.losses import SegmentationLoss, classification_loss
 from selfconfig.training.modules import poly_lr
@@ -86,7 +87,7 @@ class Trainer:
 
     def build_loss(self, run: "RunContext", train_labels: list[int] | None = None) -> nn.Module:
         if run.data.task == "segmentation":
-            return SegmentationLoss(batch_dice=True)
+            return SegmentationLoss.for_labels(LabelScheme.of(run.data.plans), batch_dice=True)
         weights = None
         if self.hp.class_weights == "balanced" and train_labels:
             k = run.data.plans.num_classes

@@ -29,12 +29,13 @@ def test_layout_and_dataset_json(dataset):
     assert meta["task"] == "segmentation" and meta["dimensionality"] == 2
     assert meta["channel_names"] == {"0": "RGB"}
     assert meta["labels"] == {"background": 0, "face": 1, "hand": 2, "foot": 3, "limb": 4, "trunk": 5,
-                              "scalp": 6, "uncertain": 7}
+                              "scalp": 6, "ignore": 7}
     assert (meta["numTraining"], meta["numTest"], meta["numUnlabeled"]) == (4, 2, 2)
     assert meta["surrogate_task"] == "SurrogateColor" and meta["metric"] == "mean_dice"
     assert meta["file_ending"] == ".png"
     info = load_dataset_json(dataset)  # the project's own parser accepts it
-    assert info.is_color and info.num_classes == 8
+    # "ignore" (the uncertain pixels) is no class of the network: 7 outputs, background included
+    assert info.is_color and info.num_classes == 7 and info.label_scheme.ignore_label == skin_seg.UNCERTAIN == 7
 
     for split, ids in (("Tr", range(4)), ("Ts", range(4, 6)), ("Un", range(6, 8))):
         assert sorted(p.name for p in (dataset / f"images{split}").iterdir()) == [f"SKIN_{i:04d}_0000.png" for i in ids]
