@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 # the table and the figure's path (6.5-7.5 minutes on a 2-core CPU from a fresh clone, after installation).
 demo: $(STAMP)
 	$(BIN)/selfconfig_make_example LUNG_LOBES --exist-ok
-	$(BIN)/selfconfig_plan_and_preprocess -d LUNG_LOBES -c 3d --no-progress
+	$(BIN)/selfconfig_plan_and_preprocess -d LUNG_LOBES --no-progress
 	$(BIN)/selfconfig_experiment -d LUNG_LOBES -tr Scratch SurrogateFlip -frac 0.25 -f 0 --budget demo --no-progress
 
 test: $(STAMP)
