@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"checkpoint {path} does not exist; train this run first (or check -tr/-c/-frac/-f)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise CheckpointError(f"{path} cannot be loaded as a selfconfig checkpoint ({type(e).__name__}: {e}); "
-                              f"delete it and retrain, or point to another file")
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, i.e. running whatever the file holds: never do that
+        raise CheckpointError(f"{path} is not a selfconfig checkpoint, or was tampered with: it holds objects other "
+                              f"than weights and plain data, so it was not loaded; retrain, or point to another "
+                              f"file") from None
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign file
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise CheckpointError(f"{path} cannot be read as a selfconfig checkpoint ({type(e).__name__}: {first}); "
+                              f"it is truncated or not a checkpoint: delete it and retrain, or point to another "
+                              f"file") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a selfconfig checkpoint")
     return ckpt

@@ -65,3 +65,16 @@ class IncompatibleDatasetError(SelfconfigError):
 
 class EvaluationError(SelfconfigError):
     """Predictions do not match the reference (missing cases, other shapes, malformed tables)."""
+
+
+class WriteError(SelfconfigError):
+    """An output could not be written (disk full, no permission, read-only file system); the
+    message names the file and, when known, the space it needed."""
+
+
+class DiskSpaceError(WriteError):
+    """Not enough free space for what a command is about to write; nothing was written."""
+
+
+class InputSizeError(ImageReadError):
+    """A file's header claims more data than the file holds or than memory can take."""

@@ -65,6 +65,20 @@ class Roots:
 
 
 _NNUNET_RE = re.compile(r"^Dataset(\d{3})_.+$")
+_PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_plain_name(value: str, what: str = "dataset name", flag: str = "-d") -> str:
+    """A name that becomes one folder or file name under a root: no path separators, no ``..``,
+    nothing absolute, so that it can never point outside its root. Returns it stripped."""
+    from selfconfig.errors import ConfigurationError
+
+    text = str(value).strip()
+    if not text or not _PLAIN_NAME_RE.match(text) or ".." in text:
+        raise ConfigurationError(
+            f"{flag} {value!r} is not a plain {what}: use letters, digits, '_', '-', '.' only (no '/', '\\' or "
+            f"'..'); it names a folder inside the data roots, never a path")
+    return text
 
 
 def _candidates(roots: Roots) -> list[str]:
@@ -97,7 +111,7 @@ def resolve_dataset_name(name: str | int | None, roots: Roots, *, need: str = "r
         raise DatasetNotFoundError(
             f"several datasets under {where} ({', '.join(sorted(pool))}); pick one with -d NAME"
         )
-    text = str(name).strip()
+    text = check_plain_name(name)
     if (where / text).is_dir():
         return text
     if text.isdigit():

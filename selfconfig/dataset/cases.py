@@ -12,6 +12,7 @@ Layout (documentation/dataset_format.md)::
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from selfconfig.dataset.schema import DatasetInfo
 from selfconfig.errors import DatasetFormatError
 
 SPLITS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs"), "unlabeled": ("imagesUn", None)}
+
+log = logging.getLogger(__name__)
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -77,12 +80,15 @@ def read_labels_table(path: Path, info: DatasetInfo) -> pd.DataFrame:
     names = info.labels
 
     def to_index(v):
+        """A class name or an integer (``2`` or ``2.0``); anything else (``0.7``, NaN) is kept as it is and
+        reported by discovery: truncating 0.7 to 0 would train on a label nobody wrote."""
         if isinstance(v, str) and not v.strip().lstrip("-").isdigit():
             return names.get(v.strip(), v)
         try:
-            return int(float(v))
+            f = float(v)
         except (TypeError, ValueError):
             return v
+        return int(f) if f == f and f.is_integer() else v
 
     df["label"] = df["label"].map(to_index)
     return df
@@ -139,7 +145,8 @@ def discover_cases(raw_dir: Path, info: DatasetInfo, split: str) -> tuple[list[C
                     problems.append(f"{table} is missing; classification datasets need a table with columns case,label")
             return cases, problems
         df = read_labels_table(table, info)
-        rows = {str(r["case"]): r for r in df.to_dict("records")}
+        rows, dup_problems = _rows_by_case(df, table)
+        problems += dup_problems
         valid = set(info.labels.values())
         for case in cases:
             row = rows.get(case.case_id)
@@ -159,6 +166,28 @@ def discover_cases(raw_dir: Path, info: DatasetInfo, split: str) -> tuple[list[C
         for extra in sorted(set(rows) - have):
             problems.append(f"{table}: case {extra} has a label but no image in {images_dir}; add the image or drop the row")
     return cases, problems
+
+
+def _rows_by_case(df: pd.DataFrame, table: Path) -> tuple[dict[str, dict], list[str]]:
+    """One row per case id: a case listed twice with different labels is a problem (which one is
+    right?); listed twice with the same label it is reported and used once."""
+    rows: dict[str, dict] = {}
+    problems: list[str] = []
+    seen: dict[str, list] = {}
+    for r in df.to_dict("records"):
+        cid = str(r["case"])
+        seen.setdefault(cid, []).append(r["label"])
+        rows.setdefault(cid, r)
+    for cid, labels in seen.items():
+        if len(labels) < 2:
+            continue
+        if len({repr(v) for v in labels}) > 1:
+            problems.append(f"{table}: case {cid} has {len(labels)} rows with different labels {labels}; "
+                            f"keep one row per case")
+        else:
+            log.warning("%s: case %s is listed %d times with the same label %r; used once", table, cid,
+                        len(labels), labels[0])
+    return rows, problems
 
 
 def discover_all(raw_dir: Path, info: DatasetInfo) -> tuple[dict[str, list[Case]], list[str]]:

@@ -10,11 +10,9 @@ it; raw SimpleITK/Pillow tracebacks never escape.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import re
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +20,9 @@ import numpy as np
 
 from selfconfig.dataset.dicom import has_dicom_preamble, is_dicom_folder, read_dicom_file, read_dicom_series
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
+from selfconfig.dataset.headers import check_claimed_size
 from selfconfig.errors import ImageReadError, SelfconfigError
+from selfconfig.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -146,51 +146,11 @@ def _restore_nifti_nonfinite(path: Path, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _check_nifti_complete(path: Path, ending: str) -> None:
-    """SimpleITK zero-fills a truncated NIfTI without complaint: compare the bytes the header
-    promises with what the file holds (for .nii.gz first via the gzip trailer, which is cheap)."""
-    import nibabel as nib
-
-    try:
-        proxy = nib.load(str(path)).dataobj  # the loaded header's vox_offset is reset; the proxy keeps it
-        expected = int(proxy.offset) + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
-    except Exception as e:  # noqa: BLE001 - the check is a safety net, SimpleITK already read it
-        # nibabel gives up on a .nii.gz cut off just after its header, which SimpleITK still reads
-        # (and zero-fills): the gzip stream itself is checked below
-        logger.debug("No expected size for %s from its header: %s", path, e)
-        expected = None
-    if ending == ".nii":
-        if expected is None:
-            return
-        actual = path.stat().st_size
-    else:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            if expected is not None and f.tell() >= 4:
-                f.seek(-4, os.SEEK_END)
-                if int.from_bytes(f.read(4), "little") == expected % 2**32:
-                    return  # gzip trailer: uncompressed size as promised
-        actual = 0
-        try:  # multi-member (bgzip) files or damage: count the real uncompressed size
-            with gzip.open(path, "rb") as g:
-                while chunk := g.read(1 << 22):
-                    actual += len(chunk)
-        except (EOFError, OSError, zlib.error) as e:
-            raise ImageReadError(
-                f"Cannot read image {path}: the compressed file is truncated or corrupt ({_one_line(e)}). "
-                "Re-export or copy the file again."
-            ) from None
-    if expected is not None and actual < expected:
-        raise ImageReadError(
-            f"Cannot read image {path}: the file is truncated ({actual} of {expected} bytes). "
-            "Re-export or copy the file again."
-        )
-
-
 def _read_sitk(path: Path, ending: str) -> tuple[np.ndarray, Geometry]:
     """-> raw-dtype array (C, Z, Y, X) and geometry."""
     import SimpleITK as sitk
 
+    check_claimed_size(path, ending)  # before SimpleITK allocates what the header claims
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -198,8 +158,6 @@ def _read_sitk(path: Path, ending: str) -> tuple[np.ndarray, Geometry]:
             f"Cannot read image {path}: {_one_line(e)}. Check that the file is complete and a valid "
             f"{_SITK_FORMATS[ending]} file (re-export it if needed)."
         ) from None
-    if _SITK_FORMATS[ending] == "nifti":
-        _check_nifti_complete(path, ending)
     ndim, comps = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
     if ndim not in (2, 3, 4):
         raise ImageReadError(f"Image {path} has {ndim} dimensions; selfconfig reads 2D, 3D and 4D (channels) images.")
@@ -241,10 +199,12 @@ def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path, is_vector: bo
         img.SetOrigin(tuple(float(v) for v in org))
         img.SetDirection(tuple(float(v) for v in dr))
     try:
-        sitk.WriteImage(img, str(path), True)
+        with atomic_path(path, int(array.nbytes)) as tmp:  # a failure leaves no file that looks finished
+            sitk.WriteImage(img, str(tmp), True)
     except RuntimeError as e:
         raise SelfconfigError(
-            f"Cannot write {path}: {_one_line(e)}. Check that the folder exists and is writable."
+            f"Cannot write {path}: {_one_line(e)}. Check that the folder exists, is writable and has free space "
+            "(the file was not written)."
         ) from None
 
 
@@ -333,12 +293,8 @@ def _write_2d(planes: np.ndarray, path: Path, ending: str) -> None:
         raise ValueError(f"16-bit colour images cannot be written to {path}; scale to 0..255")
     im = Image.fromarray(np.ascontiguousarray(arr))
     kwargs = {"quality": 95} if ending in _LOSSY_ENDINGS else {}
-    try:
-        im.save(path, format=_PIL_FORMAT[ending], **kwargs)
-    except OSError as e:
-        raise SelfconfigError(
-            f"Cannot write {path}: {_one_line(e)}. Check that the folder exists and is writable."
-        ) from None
+    with atomic_path(path, int(arr.nbytes)) as tmp:  # OSError -> one line naming path; no partial file left
+        im.save(tmp, format=_PIL_FORMAT[ending], **kwargs)
 
 
 # ------------------------------------------------------------------------------------ public API

@@ -117,13 +117,21 @@ def load_dataset_json(folder: Path) -> DatasetInfo:
             f"(see documentation/dataset_format.md)"
         )
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 JSON") from None
     except json.JSONDecodeError as e:
-        raise DatasetFormatError(f"{path} is not valid JSON: {e}")
+        raise DatasetFormatError(f"{path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise DatasetFormatError(f"{path} cannot be read ({e.strerror or e})") from None
     return parse_dataset_json(data, path, default_name=Path(folder).name)
 
 
 def parse_dataset_json(data: dict, path: Path | str = "dataset.json", default_name: str = "") -> DatasetInfo:
+    if not isinstance(data, dict):
+        raise DatasetFormatError(f"{path} holds a JSON {type(data).__name__}, not an object; it must be "
+                                 f"{{\"channel_names\": ..., \"labels\": ..., \"file_ending\": ...}} "
+                                 f"(see documentation/dataset_format.md)")
     problems: list[str] = []
     nnunet = "task" not in data and ("modality" in data or "channel_names" in data)
     task = data.get("task", "segmentation")

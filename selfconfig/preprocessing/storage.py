@@ -15,13 +15,11 @@ whose JSON exists is complete, and a half-written case is never taken for a fini
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from selfconfig.utils import current_umask, read_json, write_json
+from selfconfig.utils import atomic_path, read_json, write_json
 
 SPLIT_DIRS = {"train": "train", "test": "test", "unlabeled": "unlabeled"}
 
@@ -31,16 +29,10 @@ def split_dir(config_dir: Path, split: str) -> Path:
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """np.save under a temporary name, then rename; a full disk is one line naming ``path``."""
+    with atomic_path(path, int(arr.nbytes) + 128) as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(arr))
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_case(folder: Path, case_id: str, data: np.ndarray, seg: np.ndarray | None,

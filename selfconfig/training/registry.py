@@ -68,15 +68,42 @@ def get_trainer(name: str) -> type:
                 mod = importlib.import_module(module)
             cls = getattr(mod, attr)
         except (ImportError, AttributeError, FileNotFoundError, OSError) as e:
-            raise TrainerNotFoundError(f"trainer {name!r} cannot be loaded ({type(e).__name__}: {e}); "
+            raise TrainerNotFoundError(f"trainer {name!r} cannot be loaded ({type(e).__name__}: {_first_line(e)}); "
                                        f"check that the module is importable (PYTHONPATH) and defines {attr}")
+        except SyntaxError as e:
+            raise TrainerNotFoundError(f"trainer {name!r}: {e.filename}, line {e.lineno}: syntax error ({e.msg}); "
+                                       f"fix the file") from None
+        except Exception as e:  # noqa: BLE001 - the user's module failed while being imported
+            raise TrainerNotFoundError(f"trainer {name!r}: importing {module} failed ({type(e).__name__}: "
+                                       f"{_first_line(e)}); fix the module") from None
+        _check_trainer_class(cls, name)
         if not getattr(cls, "name", None) or cls.name != attr:
             cls.name = getattr(cls, "name", None) if "name" in cls.__dict__ else attr
         return cls
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            cls = ep.load()
+            try:
+                cls = ep.load()
+            except Exception as e:  # noqa: BLE001 - a broken plug-in is one line, not a traceback
+                raise TrainerNotFoundError(f"trainer {name!r} (entry point {ep.value}) cannot be loaded "
+                                           f"({type(e).__name__}: {_first_line(e)})") from None
+            _check_trainer_class(cls, name)
             cls.name = name
             return cls
     raise TrainerNotFoundError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())} "
                                f"(or module:Class for your own)")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _check_trainer_class(obj, name: str) -> None:
+    """``-tr`` must name a Trainer subclass, not a function, a module attribute or another class."""
+    from selfconfig.training.trainer import Trainer
+
+    if not isinstance(obj, type) or not issubclass(obj, Trainer):
+        kind = f"class {obj.__name__}" if isinstance(obj, type) else type(obj).__name__
+        raise TrainerNotFoundError(f"trainer {name!r} is a {kind}, not a trainer: it must be a subclass of "
+                                   f"selfconfig.training.trainer.Trainer (e.g. of trainers.Scratch)")
