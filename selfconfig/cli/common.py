@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -63,3 +64,12 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a write the code did not wrap: still one line naming the file, never a traceback
+        from selfconfig.utils import write_error
+
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(e):
+            msg = str(write_error(Path(e.filename or "an output file"), e))
+        else:
+            msg = f"{e.strerror or e}: {e.filename}" if e.filename else (e.strerror or str(e))
+        print(f"{prog}: error: {' '.join(msg.split())}", file=sys.stderr)
+        return 2

@@ -11,12 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 from selfconfig.errors import ConfigurationError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_evaluate", description="Score predictions against references.")
+    p = Parser(prog="selfconfig_evaluate", description="Score predictions against references.")
     p.add_argument("-pred", "--predictions", required=True, help="folder of predicted label files, or predictions CSV")
     p.add_argument("-ref", "--reference", required=True, help="folder of reference label files, or labels CSV")
     p.add_argument("-d", "--dataset", help="take label names from this raw dataset's dataset.json")
@@ -42,7 +43,7 @@ def _labels(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "evaluate")
     setup_logging(args)
     from selfconfig.evaluation.evaluate import evaluate_classification_csv, evaluate_segmentation_folder
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="selfconfig_experiment",
         description="The paper's protocol: every strategy x label fraction x fold, scored on the test set and the "
                     "validation folds; writes results.csv, summary.md and figure.png.")
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "experiment")
     setup_logging(args)
     from selfconfig.cli.train import overrides_from, parse_fold
     from selfconfig.experiments.grid import run_experiment

@@ -6,13 +6,14 @@ import argparse
 import inspect
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     from selfconfig.examples import EXAMPLES
 
-    p = argparse.ArgumentParser(prog="selfconfig_make_example",
+    p = Parser(prog="selfconfig_make_example",
                                 description="Write one of the paper's four applications as a SYNTHETIC raw dataset.")
     p.add_argument("name", help=" | ".join(EXAMPLES))
     p.add_argument("--cases", type=int, help="number of labeled training cases (scans for NODULE_FPR); "
@@ -46,7 +47,7 @@ def sizes_for(name: str, cases: int | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "make_example")
     setup_logging(args)
     from selfconfig.examples import make_example
 

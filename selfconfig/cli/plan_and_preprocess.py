@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="selfconfig_plan_and_preprocess",
         description="Verify a raw dataset, fingerprint it, plan the configurations and preprocess every split.")
     p.add_argument("-d", "--dataset", help="dataset name or nnU-Net id (optional when only one raw dataset exists)")
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "plan")
     setup_logging(args)
     from selfconfig.planning import format_plans_summary, plan_and_preprocess
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_predict",
+    p = Parser(prog="selfconfig_predict",
                                 description="Predict a folder of scans (or one scan) with trained folds.")
     p.add_argument("-i", "--input", required=True, help="a folder of cases, a single image file or a DICOM series folder")
     p.add_argument("-o", "--output", required=True, help="output folder")
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "predict")
     setup_logging(args)
     from selfconfig.inference.api import predict
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_pretrain", description="Pre-train a surrogate task on unlabeled scans.")
+    p = Parser(prog="selfconfig_pretrain", description="Pre-train a surrogate task on unlabeled scans.")
     p.add_argument("-tr", "--trainer", required=True, help="surrogate strategy, e.g. SurrogateFlip")
     p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
     p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--checkpoint-minutes", type=float,
+                   help="write checkpoint_latest whenever this many minutes passed since the last (default 5)")
     p.add_argument("--overwrite", action="store_true", help="pre-train again even if a checkpoint exists")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     add_tag_arg(p)
@@ -35,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "pretrain")
     setup_logging(args)
     from selfconfig.pretext.api import run_pretraining
 
     overrides = {"pretrain_epochs": args.epochs, "pretrain_iters_per_epoch": args.iters_per_epoch,
                  "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
                  "num_workers": args.num_workers, "precision": args.precision,
-                 "pretrain_max_minutes": args.max_minutes}
+                 "pretrain_max_minutes": args.max_minutes, "checkpoint_minutes": args.checkpoint_minutes}
     res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
                           hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
                           roots=roots_from(args), progress=not args.no_progress, tag=args.tag)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
@@ -19,6 +20,8 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--num-workers", type=int, help="background loader processes")
     g.add_argument("--checkpoint-every", type=int, help="epochs between checkpoint_latest writes")
+    g.add_argument("--checkpoint-minutes", type=float,
+                   help="also write checkpoint_latest whenever this many minutes passed since the last (default 5)")
     g.add_argument("--class-weights", choices=["balanced"], help="classification: weight classes by inverse frequency")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="switch augmentation off")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
@@ -39,8 +42,9 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
 
 
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
-           "class_weights", "augment", "final_validation", "precision", "pretrain_epochs", "pretrain_iters_per_epoch",
-           "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes", "pretrain_max_minutes")
+           "checkpoint_minutes", "class_weights", "augment", "final_validation", "precision", "pretrain_epochs",
+           "pretrain_iters_per_epoch", "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes",
+           "pretrain_max_minutes")
 
 
 #: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)
@@ -63,7 +67,7 @@ def parse_fold(text: str) -> int | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_train", description="Train one fold at one label fraction.")
+    p = Parser(prog="selfconfig_train", description="Train one fold at one label fraction.")
     p.add_argument("-tr", "--trainer", default="Scratch", help="trainer name or module:Class (default Scratch)")
     p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
     p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
@@ -83,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "train")
     setup_logging(args)
     if args.list:
         from selfconfig.training.registry import available_trainers, get_trainer

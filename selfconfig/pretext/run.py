@@ -74,6 +74,9 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
     Holds a file lock in the pre-training folder for the whole run, so concurrent callers wait
     for one pre-training instead of each doing their own.
     """
+    hp.check()
+    strategy_cls.pretext_task.check_compatible(data)  # a bad request writes nothing, discards nothing
+    unlabeled_pool(data)
     out_dir = data.pretrain_dir(strategy_cls.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / CHECKPOINT_NAME
@@ -88,7 +91,7 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
             summary = read_json(out_dir / SUMMARY_NAME) if (out_dir / SUMMARY_NAME).is_file() else {}
             _log_summary(strategy_cls.name, summary)
             return PretrainResult(final, False, {}, summary)
-        if overwrite:
+        if overwrite:  # the request was checked above: only now is the old pre-training discarded
             for p in out_dir.glob("checkpoint*.pt"):
                 p.unlink()
             (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
@@ -205,6 +208,9 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
              "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
              len(val_refs), cfg.patch_size, batch_size, state.epochs, state.iters_per_epoch, task.precision)
     run_loop(spec, task, state, stream_from(sampler, hp, device), patch_batches(val_sampler, hp.val_iters), progress)
+    if not (out_dir / CHECKPOINT_NAME).is_file():  # never report a checkpoint that was not written
+        raise CheckpointError(f"pre-training of {strategy_cls.name} ended without writing {out_dir / CHECKPOINT_NAME} "
+                              f"({state.epoch} of {state.epochs} epochs)")
     from selfconfig.pretext.base import pretext_summary
 
     summary = {"strategy": strategy_cls.name, "pretext_task": task_cls.name,

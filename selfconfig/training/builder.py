@@ -133,7 +133,8 @@ class RunSpec:
 
     def callbacks(self) -> list[Callback]:
         """The writing callbacks: only the process that writes (rank 0) runs them."""
-        return [EpochLogger(self.name), self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every),
+        return [EpochLogger(self.name),
+                self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every, minutes=self.hp.checkpoint_minutes),
                 ProgressPlot(self.folder / "progress.png", self.title),
                 TimeBudgetReport(self.folder / "training_time.json"), *self.extra_callbacks]
 

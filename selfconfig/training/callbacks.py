@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,14 +33,31 @@ def restore_rng_state(d: dict[str, Any]) -> None:
 
 
 class CheckpointCallback(Callback):
-    """``checkpoint_latest.pt`` every few epochs and on interrupt, ``checkpoint_best.pt`` when the
-    smoothed validation metric improves, ``checkpoint_final.pt`` at the end. All atomic."""
+    """``checkpoint_latest.pt`` every few epochs, whenever ``minutes`` of wall time passed since
+    the last write (also in the middle of an epoch: a kill -9 on a slow CPU loses minutes, not
+    epochs) and on interrupt; ``checkpoint_best.pt`` when the smoothed validation metric improves,
+    ``checkpoint_final.pt`` at the end. All atomic."""
 
-    def __init__(self, folder: Path, meta: Callable[[], dict], every: int = 5, prefix: str = "checkpoint"):
+    def __init__(self, folder: Path, meta: Callable[[], dict], every: int = 5, prefix: str = "checkpoint",
+                 minutes: float | None = 5.0):
         self.folder = Path(folder)
         self.meta = meta
         self.every = max(1, int(every))
         self.prefix = prefix
+        self.seconds = float(minutes) * 60 if minutes else None
+        self.last_write = time.monotonic()
+
+    def _due(self) -> bool:
+        return self.seconds is not None and time.monotonic() - self.last_write >= self.seconds
+
+    def on_fit_start(self, module, state: LoopState) -> None:
+        self.last_write = time.monotonic()
+
+    def on_step_end(self, module, state: LoopState) -> None:
+        if self._due():
+            self.save("latest", module, state)
+            log.info("checkpoint_latest written at epoch %d step %d (%.0f minutes since the last)",
+                     state.epoch + 1, state.step_in_epoch, self.seconds / 60)
 
     def path(self, kind: str) -> Path:
         return self.folder / f"{self.prefix}_{kind}.pt"
@@ -50,6 +68,8 @@ class CheckpointCallback(Callback):
     def save(self, kind: str, module, state: LoopState) -> Path:
         p = self.path(kind)
         save_checkpoint(p, self._payload(module, state))
+        if kind == "latest":
+            self.last_write = time.monotonic()
         return p
 
     def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
@@ -58,7 +78,7 @@ class CheckpointCallback(Callback):
             state.best_metric = ema
             self.save("best", module, state)
             log.info("new best %s (smoothed): %.4f", module.monitor, ema)
-        if state.epoch % self.every == 0 and state.epoch < state.epochs:
+        if (state.epoch % self.every == 0 or self._due()) and state.epoch < state.epochs:
             self.save("latest", module, state)
 
     def on_interrupt(self, module, state: LoopState) -> None:

@@ -26,6 +26,7 @@ class TrainingConfig:
     seed: int = 0
     num_workers: int | None = None  # None: chosen for the machine
     checkpoint_every: int = 5  # epochs between checkpoint_latest writes (also written on interrupt)
+    checkpoint_minutes: float = 5.0  # and whenever this much wall time passed since the last write (mid-epoch too)
     final_validation: bool = True  # predict the fold's validation cases whole at the end
     tta: bool = True  # mirroring at the final validation
     ema_best: float = 0.9  # smoothing of the validation metric that picks checkpoint_best
@@ -53,6 +54,37 @@ class TrainingConfig:
                                                  pretrain_epochs=100, pretrain_iters_per_epoch=250, optimizer="sgd",
                                                  lr=1e-2)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def check(self) -> "TrainingConfig":
+        """Refuse values no run can use (a ConfigurationError naming the field), before a run
+        folder is created or an old run is discarded. The CLI refuses them earlier still."""
+        import math
+
+        from selfconfig.errors import ConfigurationError
+
+        def bad(name, value, rule):
+            raise ConfigurationError(f"hyperparameter {name} = {value!r} is invalid: {rule}")
+
+        for name in ("epochs", "iters_per_epoch", "val_iters", "checkpoint_every", "pretrain_epochs",
+                     "pretrain_iters_per_epoch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(name, v, "it must be an integer of at least 1")
+        for name in ("batch_size", "num_workers"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < (1 if name == "batch_size" else 0)):
+                bad(name, v, "it must be a positive integer" if name == "batch_size" else "it must be 0 or more")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            bad("seed", self.seed, "it must be an integer of at least 0")
+        for name in ("lr", "pretrain_lr", "checkpoint_minutes"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                bad(name, v, "it must be a finite number greater than 0")
+        for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                bad(name, v, "it must be a finite number of at least 0")
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)

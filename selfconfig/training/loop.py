@@ -78,6 +78,9 @@ class Callback:
 
     def on_epoch_end(self, module: LoopModule, state: LoopState, logs: dict[str, float]) -> None: ...
 
+    def on_step_end(self, module: LoopModule, state: LoopState) -> None:
+        """After each training step inside an epoch (``state.step_in_epoch`` already counts it)."""
+
     def on_interrupt(self, module: LoopModule, state: LoopState) -> None: ...
 
     def on_fit_end(self, module: LoopModule, state: LoopState) -> None: ...
@@ -233,6 +236,9 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
             if flag.requested:
                 bar.close()
                 raise KeyboardInterrupt
+            if state.step_in_epoch < state.iters_per_epoch:
+                for cb in callbacks:
+                    cb.on_step_end(module, state)
         bar.close()
         epoch_logs = {f"train_{k}": float(sum(v) / max(len(v), 1)) for k, v in state.partial.items()}
         epoch_logs["epoch_seconds"] = time.perf_counter() - t0

@@ -70,12 +70,17 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     """
     device = device or pick_device()
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides)
+    hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides).check()
     trainer = trainer_cls(hp)
     trainer.check_compatible(data)
     run = RunContext.create(data, trainer.name, fold, fraction, device, progress)
     run_dir = run.run_dir
     existing = find_resume_checkpoint(run_dir)
+    if continue_training and existing is None:
+        raise CheckpointError(f"--continue: {run_dir} holds no checkpoint to resume from (no checkpoint_latest.pt or "
+                              f"checkpoint_final.pt); run again without --continue to start this run from epoch 1")
+    # the run's inputs must be there before anything is discarded (--overwrite) or written
+    data.case_refs("train", run.train_ids + run.val_ids)
     if existing is not None and not continue_training and not overwrite:
         what = "finished" if existing.name.endswith("final.pt") else "interrupted"
         raise ConfigurationError(
