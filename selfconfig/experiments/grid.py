@@ -68,6 +68,9 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
                    overrides: dict | None = None) -> ExperimentResult:
     from selfconfig.experiments.report import write_reports
 
+    bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
+    if bad:
+        raise ConfigurationError(f"fraction(s) {', '.join(f'{f:g}' for f in bad)} out of range: each must be in (0, 1]")
     roots = roots or Roots.resolve()
     probe = open_dataset(dataset, None, plans_name, roots)
     config_name = choose_configuration(probe.plans, strategies, configuration)
@@ -81,13 +84,18 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
         cls = get_trainer(s)
         cost = pretext_cost(getattr(cls, "pretext_task", None), data.config, data.task, data.plans.budget)
         hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
-        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s])
+        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s]).check()
         cls(hp).check_compatible(data)
         if getattr(cls, "uses_pretraining", False):
             from selfconfig.pretext.run import check_existing_pretraining
 
             check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
+    from selfconfig.data.splits import fold_cases
+
+    splits = data.splits()
+    for k in folds:
+        fold_cases(splits, k)  # a fold the splits do not have is refused before any cell runs
     cells = [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
     raw_dir = roots.raw / data.dataset
     if not (raw_dir / "dataset.json").is_file():

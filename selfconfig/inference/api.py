@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 
 from selfconfig.dataset.io import output_ending_for, read_case, write_segmentation
 from selfconfig.dataset.labels import LabelScheme
-from selfconfig.errors import CheckpointError
-from selfconfig.inference.inputs import discover_inputs
+from selfconfig.errors import CheckpointError, ImageReadError
+from selfconfig.inference.inputs import check_output_folder, discover_inputs
 from selfconfig.inference.predictor import Predictor
 from selfconfig.paths import Roots, fraction_tag, resolve_dataset_name, results_dataset_dir, run_folder_name
 from selfconfig.planning import DEFAULT_PLANS_NAME, load_plans
-from selfconfig.utils import write_json
+from selfconfig.utils import atomic_path, atomic_write_text, check_free_space, write_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,11 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
                   progress: bool = True) -> list[Path]:
     """Predict each case and write it (segmentation: a label file per case in the input's format;
     classification: ``predictions.csv``)."""
-    output.mkdir(parents=True, exist_ok=True)
+    check_output_folder(output, cases)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(output, e) from None
     written: list[Path] = []
     rows = []
     if predictor.task == "classification":
@@ -72,6 +76,12 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
         class_names = LabelScheme.of(predictor.plans).output_names
     for case, paths in tqdm(cases.items(), desc="predict", disable=not progress, leave=False):
         image, geometry = read_case(paths)
+        finite = np.isfinite(image)
+        if not finite.all():  # the network would turn them into an all-background "result"
+            done = f"; {len(written)} earlier case(s) were written" if written else "; nothing was written"
+            raise ImageReadError(f"{paths[0]}: contains {int((~finite).sum())} NaN/Inf voxel(s) of "
+                                 f"{finite.size}; fix or replace the scan (case {case} was not predicted{done})")
+        del finite
         res = predictor.predict_case(image, geometry, source=str(paths[0]), return_probabilities=save_probabilities)
         if predictor.task == "classification":
             probs = res["probabilities"]
@@ -79,14 +89,17 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
                          **{f"prob_{n}": float(probs[i]) for i, n in enumerate(class_names)}})
             continue
         target = output / f"{case}{output_ending_for(geometry)}"
-        write_segmentation(res["seg"], geometry, target)
+        need = res["seg"].nbytes + (res["probabilities"].size * 2 if save_probabilities else 0)
+        check_free_space(output, need, f"the prediction of case {case}")
+        write_segmentation(res["seg"], geometry, target)  # atomic: a failure leaves no finished-looking file
         written.append(target)
         if save_probabilities:
-            np.savez_compressed(output / f"{case}_probabilities.npz", probabilities=res["probabilities"].astype(np.float16),
-                                class_names=np.asarray(class_names))
+            with atomic_path(output / f"{case}_probabilities.npz") as tmp:
+                np.savez_compressed(tmp, probabilities=res["probabilities"].astype(np.float16),
+                                    class_names=np.asarray(class_names))
     if predictor.task == "classification":
         target = output / "predictions.csv"
-        pd.DataFrame(rows).to_csv(target, index=False)
+        atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False))
         written.append(target)
     return written
 
@@ -109,6 +122,7 @@ def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None
     predictor = Predictor.from_checkpoints(paths, dev, tta=tta, step_size=step_size, precision=precision)
     n_file_channels = len(predictor.plans.channel_names)
     cases = discover_inputs(Path(input_path), n_file_channels)
+    check_output_folder(Path(output), cases)
     log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s", len(cases), len(paths),
              ", ".join(str(p.parent.name) for p in paths), "on" if tta else "off", predictor.precision)
     files = predict_files(predictor, cases, Path(output), save_probabilities, progress)

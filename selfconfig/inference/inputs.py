@@ -43,7 +43,15 @@ def discover_inputs(path: Path, num_file_channels: int) -> dict[str, list[Path]]
             continue
         m = _CHANNEL_RE.match(stem)
         if m:
-            groups.setdefault(m.group("case"), {})[int(m.group("channel"))] = p
+            chans = groups.setdefault(m.group("case"), {})
+            other = chans.get(int(m.group("channel")))
+        else:
+            other = singles.get(stem)
+        if other is not None:  # pat.nii.gz and pat.nrrd: one would silently be dropped
+            raise ImageReadError(f"{path}: case {stem} is given twice ({other.name} and {p.name}); both would be "
+                                 f"written as one prediction: rename or move one of them")
+        if m:
+            chans[int(m.group("channel"))] = p
         else:
             singles[stem] = p
     if singles and num_file_channels != 1:
@@ -62,3 +70,21 @@ def discover_inputs(path: Path, num_file_channels: int) -> dict[str, list[Path]]
     if not cases:
         raise ImageReadError(f"{path} holds no readable scans ({', '.join(SUPPORTED_ENDINGS)} or DICOM series folders)")
     return dict(sorted(cases.items()))
+
+
+def check_output_folder(output: Path, cases: dict[str, list[Path]]) -> None:
+    """Predictions never go where they could replace an input: the output must not be a file, nor
+    the folder that holds any input file (whose name a prediction may take)."""
+    from selfconfig.errors import ConfigurationError
+
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigurationError(f"-o {output} is an existing file; the output is a folder: pick a folder name "
+                                 f"(nothing was written)")
+    out = output.resolve()
+    for case, paths in cases.items():
+        for p in paths:
+            if p.resolve().parent == out or p.resolve() == out:
+                raise ConfigurationError(
+                    f"-o {output} holds the input {p.name} (case {case}); a prediction could replace the scan: "
+                    f"pick another output folder (nothing was written)")
