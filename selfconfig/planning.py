@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,9 @@ from selfconfig.fingerprint import add_classification_counts, compute_fingerprin
 from selfconfig.paths import Roots, resolve_dataset_name, user_cache_dir
 from selfconfig.plans import Plans
 from selfconfig.errors import ConfigurationError
+from selfconfig.dataset.trainability import trainability_warnings
+from selfconfig.preprocessing.sources import compare_with_raw, remove_deleted
+from selfconfig.utils import atomic_write_bytes, check_free_space, write_error
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class PlanAndPreprocessResult:
     plans_path: Path | None = None
     preprocessed: dict = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # the dataset cannot train as it is (see trainability_warnings)
+    stale: list[str] = field(default_factory=list)  # --verify: preprocessed cases that no longer match raw
 
 
 def plan_and_preprocess(dataset: str | int | None = None, *, configurations: list[str] | None = None,
@@ -73,12 +77,18 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
     raw_dir = roots.raw / name
     info, cases, reports = verify_dataset(raw_dir, progress=progress, pool=pool)
     result = PlanAndPreprocessResult(name, {k: len(v) for k, v in cases.items()})
+    result.warnings = trainability_warnings(info, reports, cases)
+    for w in result.warnings:
+        log.warning("%s", w)
+    pre_dir = roots.preprocessed / name
+    sources = compare_with_raw(pre_dir, cases)
     if verify_only:
+        result.stale = sources.lines()  # reported, nothing written
         result.seconds = time.perf_counter() - t0
         return result
 
-    pre_dir = roots.preprocessed / name
     fp = compute_fingerprint(info, reports, len(cases["test"]), len(cases["unlabeled"]))
+    fp["warnings"] = result.warnings
     if info.task == "classification":
         add_classification_counts(fp, info, [c.label for c in cases["train"]])
     planner_cls = get_planner(planner)
@@ -92,20 +102,30 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
         raise ConfigurationError(
             f"configuration(s) {', '.join(unknown)} not planned for {name}; available: {', '.join(plans.configurations)}")
 
-    pre_dir.mkdir(parents=True, exist_ok=True)
-    save_fingerprint(fp, pre_dir / "fingerprint.json")
-    shutil.copyfile(raw_dir / "dataset.json", pre_dir / "dataset.json")
-    path = plans_file(pre_dir, plans.plans_name)
-    plans.save(path)
-    from selfconfig.preprocessing.runner import preprocess_dataset
+    from selfconfig.preprocessing.runner import pending_jobs, preprocess_dataset, required_bytes
 
-    result.plans, result.plans_path = plans, path
     dirs: dict[str, Path] = {}
     for c in configs:  # one preprocessing per data identifier
         data_name = plans.configuration(c).data_name
         if data_name not in {plans.configuration(k).data_name for k in dirs}:
             dirs[c] = config_data_dir(pre_dir, plans.plans_name, data_name)
-    result.preprocessed = preprocess_dataset(dirs, plans, cases, pool=pool, progress=progress)
+    jobs, skipped = pending_jobs(dirs, plans, cases)
+    if skipped:
+        log.info("%d case x configuration pair(s) already preprocessed and unchanged: skipped", skipped)
+    sizes = {r.case_id: (r.shape, r.spacing, r.num_channels) for r in reports if r.shape}
+    check_free_space(pre_dir, required_bytes(jobs, plans, sizes) + (1 << 20),
+                     f"preprocessing {len(jobs)} case(s) of {name}")  # before anything is written
+    try:
+        pre_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(pre_dir, e) from None
+    save_fingerprint(fp, pre_dir / "fingerprint.json")
+    atomic_write_bytes(pre_dir / "dataset.json", (raw_dir / "dataset.json").read_bytes())
+    path = plans_file(pre_dir, plans.plans_name)
+    plans.save(path)
+    remove_deleted(pre_dir, sources)
+    result.plans, result.plans_path = plans, path
+    result.preprocessed = preprocess_dataset(dirs, plans, cases, pool=pool, progress=progress, jobs=jobs)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -41,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu)
     n = res.verified_cases
     print(f"{res.dataset}: verified {n['train']} training, {n['test']} test and {n['unlabeled']} unlabeled case(s): no problems")
+    for line in res.stale:
+        print(f"preprocessed data out of date: {line}")
     if res.plans is not None:
         print(format_plans_summary(res.plans))
         print(f"plans written to {res.plans_path}")
         print(f"preprocessed {', '.join(res.preprocessed)} in {res.seconds:.1f} s")
+    for w in res.warnings:  # last, where a reader looks: the dataset cannot train as it is
+        print(f"WARNING: {w}", file=sys.stderr)
     return 0
 
 

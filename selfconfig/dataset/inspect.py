@@ -33,6 +33,7 @@ class CaseReport:
     dim: int | None = None
     foreground_samples: list[list[float]] | None = None  # per channel
     class_counts: dict[int, int] | None = None  # segmentation: voxels per label
+    constant: bool | None = None  # every voxel of every channel has one value (e.g. an all-zero image)
 
 
 def nonzero_bbox(image: np.ndarray) -> list[tuple[int, int]]:
@@ -86,6 +87,7 @@ def inspect_case(case: Case, info: DatasetInfo, seed: int = 0) -> CaseReport:
         rep.problems.append(f"{first}: contains {bad} NaN/Inf voxel(s); fix or replace the image")
         return rep
 
+    rep.constant = bool(image.size == 0 or image.min() == image.max())
     label_map = None
     if case.label_file is not None:
         try:

@@ -48,14 +48,24 @@ def save_case(folder: Path, case_id: str, data: np.ndarray, seg: np.ndarray | No
     write_json(folder / f"{case_id}.json", properties)
 
 
-def is_done(folder: Path, case_id: str, key: str) -> bool:
+def is_done(folder: Path, case_id: str, key: str, source_key: str | None = None) -> bool:
+    """The case is preprocessed with these plans (``key``) and, when given, from raw files that
+    are still what they were (``source_key``, see :mod:`selfconfig.preprocessing.sources`)."""
     p = Path(folder) / f"{case_id}.json"
     if not p.is_file() or not (Path(folder) / f"{case_id}.npy").is_file():
         return False
     try:
-        return read_json(p).get("preprocess_key") == key
+        props = read_json(p)
     except (json.JSONDecodeError, OSError):
         return False
+    return props.get("preprocess_key") == key and (source_key is None or props.get("source_key") == source_key)
+
+
+def remove_case(folder: Path, case_id: str) -> None:
+    """Remove one preprocessed case (its JSON first, so that a half-removed case is never taken as done)."""
+    folder = Path(folder)
+    for name in (f"{case_id}.json", f"{case_id}.npy", f"{case_id}_seg.npy", f"{case_id}_fg.npy"):
+        (folder / name).unlink(missing_ok=True)
 
 
 def list_cases(folder: Path) -> list[str]:

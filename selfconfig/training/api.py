@@ -26,5 +26,20 @@ def train(trainer: str, dataset: str | int | None = None, *, configuration: str 
     then score it on its validation fold (unless ``final_validation`` is off)."""
     cls = get_trainer(trainer)
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
+    warn_untrainable(data)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
                      pick_device(device), progress, validate=validate_run)
+
+
+def warn_untrainable(data) -> None:
+    """Repeat the planning's warnings (every label empty, every image constant ...) at training start."""
+    import json
+    import logging
+
+    path = data.preprocessed_dir / "fingerprint.json"
+    try:
+        warnings = json.loads(path.read_text()).get("warnings", []) if path.is_file() else []
+    except (OSError, ValueError):
+        warnings = []
+    for w in warnings:
+        logging.getLogger(__name__).warning("this dataset cannot train as it is: %s", w)
