@@ -64,10 +64,6 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
     """Predict each case and write it (segmentation: a label file per case in the input's format;
     classification: ``predictions.csv``)."""
     check_output_folder(output, cases)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(output, e) from None
     written: list[Path] = []
     rows = []
     if predictor.task == "classification":
@@ -91,6 +87,7 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
         target = output / f"{case}{output_ending_for(geometry)}"
         need = res["seg"].nbytes + (res["probabilities"].size * 2 if save_probabilities else 0)
         check_free_space(output, need, f"the prediction of case {case}")
+        _make_folder(output)  # only now: a refused request leaves not even an empty folder
         write_segmentation(res["seg"], geometry, target)  # atomic: a failure leaves no finished-looking file
         written.append(target)
         if save_probabilities:
@@ -99,9 +96,17 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
                                     class_names=np.asarray(class_names))
     if predictor.task == "classification":
         target = output / "predictions.csv"
+        _make_folder(output)
         atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False))
         written.append(target)
     return written
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(folder, e) from None
 
 
 def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None = None,
