@@ -30,10 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _labels(args) -> dict:
     if args.labels:
-        data = json.loads(Path(args.labels).read_text())
-        # a list is an nnU-Net v2 region (scored as the voxels holding any of its values)
-        return {str(k): [int(x) for x in v] if isinstance(v, list) else int(v)
-                for k, v in data.get("labels", data).items()}
+        try:
+            data = json.loads(Path(args.labels).read_bytes().decode("utf-8"))
+            # a list is an nnU-Net v2 region (scored as the voxels holding any of its values)
+            return {str(k): [int(x) for x in v] if isinstance(v, list) else int(v)
+                    for k, v in data.get("labels", data).items()}
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ConfigurationError(f"-l {args.labels} is not a JSON object with a 'labels' map of integers "
+                                     f"(or lists of them for regions) ({type(e).__name__})") from None
     from selfconfig.dataset.schema import load_dataset_json
     from selfconfig.paths import resolve_dataset_name
 

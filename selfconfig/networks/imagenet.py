@@ -12,6 +12,7 @@ downloaded.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,7 +66,11 @@ def read_state_dict(path: str | Path) -> State:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
-        raise WeightTransferError(f"{path} is not a readable PyTorch state dict ({type(e).__name__}: {e})") from None
+        if isinstance(e, pickle.UnpicklingError):  # torch's advice (weights_only=False) would run the file's code
+            raise WeightTransferError(f"{path} holds objects other than tensors and plain data, so it was not "
+                                      f"loaded; save model.state_dict() with torch.save") from None
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        raise WeightTransferError(f"{path} is not a readable PyTorch state dict ({type(e).__name__}: {first})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]

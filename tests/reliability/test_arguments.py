@@ -72,6 +72,8 @@ CASES = [
     ("evaluate-missing", "evaluate", ["-pred", "nowhere", "-ref", "{scans}", "-d", "REL"], ["nowhere", "does not exist"]),
     ("evaluate-output-file", "evaluate", ["-pred", "{scans}", "-ref", "{scans}", "-d", "REL", "-o", "{scan_file}"],
      ["existing file"]),
+    ("evaluate-labels-not-json", "evaluate", ["-pred", "{scans}", "-ref", "{scans}", "-l", "{scan_file}"],
+     ["-l", "not a JSON object"]),
     ("make-example-cases-0", "make_example", ["LUNG_LOBES", "--cases", "0"], ["--cases", "at least 1"]),
 ]
 
