@@ -43,6 +43,7 @@ def setup_logging(args: argparse.Namespace | None = None, log_file: Path | None 
         level = logging.DEBUG
     elif args is not None and getattr(args, "quiet", False):
         level = logging.WARNING
+    logging.raiseExceptions = False  # a full disk under training.log must not print logging's tracebacks
     configure_logging(level, log_file)
 
 
