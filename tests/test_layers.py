@@ -2,7 +2,7 @@
 
 cli -> API façades -> experiments -> pretext -> inference / training -> data, planning ->
 networks, preprocessing, augment, evaluation -> dataset, plans -> logs, checkpoint, device, paths ->
-errors, utils.
+utils -> errors.
 
 Every ``import`` of every module of the package is read with :mod:`ast` (also the ones inside
 functions, where the upward imports used to hide) and checked against that order.
@@ -21,7 +21,8 @@ PACKAGE = Path(selfconfig.__file__).parent
 
 #: lowest first; a module may import its own package and anything on a lower layer
 LAYERS: list[set[str]] = [
-    {"errors", "utils"},
+    {"errors"},
+    {"utils"},  # atomic writes turn OS errors into selfconfig errors
     {"parallel", "precision", "paths", "logs", "checkpoint", "device"},
     {"dataset", "plans"},
     {"fingerprint", "preprocessing", "networks", "augment", "evaluation", "examples"},
