@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from selfconfig.dataset.cases import Case
 from selfconfig.dataset.inspect import CaseReport
+from selfconfig.dataset.labels import IGNORE_NAME
 from selfconfig.dataset.schema import DatasetInfo
 
 
@@ -27,16 +28,18 @@ def trainability_warnings(info: DatasetInfo, reports: list[CaseReport],
         out.append(f"{len(constant)} of {len(train)} training image(s) are constant (e.g. {', '.join(constant[:3])}); "
                    f"check those files")
     if info.task == "segmentation":
-        names = {v: k for k, v in info.labels.items()}
         present: set[int] = set()
         for r in train:
             present.update(int(k) for k, n in (r.class_counts or {}).items() if n > 0)
-        foreground = sorted(v for v in info.labels.values() if v != 0)
-        if foreground and not present & set(foreground):
+        # voxel values of each trained label (a region lists several); background and ignore learn nothing
+        values = {name: set(v if isinstance(v, (list, tuple)) else [v]) - {0}
+                  for name, v in info.labels.items() if name != IGNORE_NAME}
+        foreground = set().union(*values.values()) if values else set()
+        if foreground and not present & foreground:
             out.append(f"every training label map ({len(train)}) is empty (background only): the network can only "
                        f"learn background and will score Dice 0; check labelsTr and dataset.json's label values")
         else:
-            missing = [names[v] for v in foreground if v not in present]
+            missing = [name for name, v in values.items() if v and not v & present]
             if missing:
                 out.append(f"label(s) {', '.join(missing)} appear in no training label map: they cannot be learned")
     elif cases is not None:
