@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.validate import Parser, parse
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_convert_msd",
-                                description="Convert a Medical Segmentation Decathlon task (TaskNN_Name) into an "
-                                            "nnU-Net v2 raw dataset DatasetNNN_Name.")
+    p = Parser(prog="selfconfig_convert_msd",
+               description="Convert a Medical Segmentation Decathlon task (TaskNN_Name) into an "
+                           "nnU-Net v2 raw dataset DatasetNNN_Name.")
     p.add_argument("-i", "--input", required=True, help="the MSD task folder, e.g. Task04_Hippocampus")
     p.add_argument("-overwrite_id", "--overwrite-id", type=int, default=None,
                    help="dataset id of the result (default: the task number, e.g. 4 -> Dataset004_Hippocampus)")
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "convert_msd")
     setup_logging(args)
     from selfconfig.dataset.msd import convert_msd_dataset
     from selfconfig.errors import ConfigurationError

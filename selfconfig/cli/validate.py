@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 INT_AT_LEAST = {
     "epochs": 1, "iters_per_epoch": 1, "val_iters": 1, "pretrain_epochs": 1, "pretrain_iters_per_epoch": 1,
     "batch_size": 1, "checkpoint_every": 1, "num_workers": 0, "seed": 0, "num_processes": 1, "cases": 1,
-    "workers": 1,
+    "workers": 1, "overwrite_id": 1,
 }
 #: float flags that must be finite and > 0
 POSITIVE_FLOATS = ("lr", "pretrain_lr", "gpu_memory_gb", "cpu_seconds", "cpu_gflops", "checkpoint_minutes",

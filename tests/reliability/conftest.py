@@ -22,7 +22,8 @@ TINY_HP = {"epochs": 1, "iters_per_epoch": 1, "val_iters": 1, "num_workers": 0, 
 
 PROGS = {"train": "selfconfig_train", "predict": "selfconfig_predict", "pretrain": "selfconfig_pretrain",
          "experiment": "selfconfig_experiment", "plan_and_preprocess": "selfconfig_plan_and_preprocess",
-         "evaluate": "selfconfig_evaluate", "make_example": "selfconfig_make_example"}
+         "evaluate": "selfconfig_evaluate", "make_example": "selfconfig_make_example",
+         "convert_msd": "selfconfig_convert_msd"}
 
 
 @dataclass

@@ -74,6 +74,9 @@ CASES = [
      ["existing file"]),
     ("evaluate-labels-not-json", "evaluate", ["-pred", "{scans}", "-ref", "{scans}", "-l", "{scan_file}"],
      ["-l", "not a JSON object"]),
+    ("convert-msd-missing", "convert_msd", ["-i", "Task99_Nowhere"], ["Task99_Nowhere", "does not exist"]),
+    ("convert-msd-id-0", "convert_msd", ["-i", "{scans}", "-overwrite_id", "0"], ["--overwrite-id", "at least 1"]),
+    ("convert-msd-np-0", "convert_msd", ["-i", "{scans}", "-np", "0"], ["-np", "at least 1"]),
     ("make-example-cases-0", "make_example", ["LUNG_LOBES", "--cases", "0"], ["--cases", "at least 1"]),
 ]
 
