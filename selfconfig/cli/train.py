@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
     add_hyperparameter_args(p)
     add_tag_arg(p)
+    add_logger_arg(p)
     add_root_args(p)
     add_common_args(p)
     return p
@@ -93,10 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from selfconfig.training.api import train
 
-    res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
-                fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
-                continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
-                roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    from selfconfig.training.tracking import use_loggers
+
+    with use_loggers(args.logger):
+        res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
+                    fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
+                    continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
+                    roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     print(f"run folder: {res.run_dir}")
     if res.validation:
         from selfconfig.inference.validation import headline
