@@ -36,11 +36,15 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
                    help="ImageNet on 3D data: inflate the 2D kernels along depth instead of refusing")
     g.add_argument("--no-final-validation", dest="final_validation", action="store_const", const=False,
                    help="skip predicting the validation cases at the end")
+    g.add_argument("--npz", dest="save_probabilities", action="store_const", const=True,
+                   help="the final validation also saves the probabilities (CASE_probabilities.npz), which "
+                        "selfconfig_find_best_configuration ensembles (it predicts them itself when missing)")
 
 
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "class_weights", "augment", "final_validation", "precision", "pretrain_epochs", "pretrain_iters_per_epoch",
-           "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes", "pretrain_max_minutes")
+           "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes", "pretrain_max_minutes",
+           "save_probabilities")
 
 
 #: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)

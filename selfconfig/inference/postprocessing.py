@@ -1,0 +1,66 @@
+"""Post-processing of predicted label maps: keep only the largest connected component of chosen
+classes (nnU-Net's), decided per class by ``selfconfig_find_best_configuration`` and applied by
+``selfconfig_predict --postprocessing FILE``.
+
+The file is JSON: ``{"format": "selfconfig-postprocessing", "largest_component_classes": [1, 3]}``
+(label values; the other keys are a record of how the decision was made).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from selfconfig.errors import ConfigurationError
+
+FORMAT = "selfconfig-postprocessing"
+
+
+def keep_largest_component(seg: np.ndarray, label: int) -> np.ndarray:
+    """``seg`` with every voxel of ``label`` outside its largest (face-connected) component set to
+    background 0. A copy; ``seg`` is untouched."""
+    out = np.array(seg, copy=True)
+    mask = out == label
+    if not mask.any():
+        return out
+    components, n = ndimage.label(mask)
+    if n <= 1:
+        return out
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    out[mask & (components != int(sizes.argmax()))] = 0
+    return out
+
+
+def apply_postprocessing(seg: np.ndarray, postprocessing: dict | None) -> np.ndarray:
+    """Apply a post-processing record (see the module docstring); ``None`` returns ``seg``."""
+    if not postprocessing:
+        return seg
+    for label in postprocessing.get("largest_component_classes", []):
+        seg = keep_largest_component(seg, int(label))
+    return seg
+
+
+def postprocessing_record(classes: list[int], **details) -> dict:
+    return {"format": FORMAT, "largest_component_classes": sorted(int(c) for c in classes), **details}
+
+
+def load_postprocessing(path: Path) -> dict:
+    """Read and check a post-processing file; a clear error names the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"--postprocessing {path} does not exist; selfconfig_find_best_configuration "
+                                 f"writes it into the results folder")
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"--postprocessing {path} is not JSON ({e})")
+    classes = record.get("largest_component_classes") if isinstance(record, dict) else None
+    if (not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(classes, list)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in classes)):
+        raise ConfigurationError(f"--postprocessing {path} is not a selfconfig post-processing file (format "
+                                 f"{FORMAT!r} with a list of foreground label values 'largest_component_classes')")
+    return record
