@@ -65,3 +65,7 @@ class IncompatibleDatasetError(SelfconfigError):
 
 class EvaluationError(SelfconfigError):
     """Predictions do not match the reference (missing cases, other shapes, malformed tables)."""
+
+
+class ModelPackageError(SelfconfigError):
+    """A model package (zip) is malformed, unsafe, or would overwrite another model."""

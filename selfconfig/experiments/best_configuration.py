@@ -28,7 +28,8 @@ import numpy as np
 from selfconfig.dataset.io import read_label
 from selfconfig.errors import CheckpointError, ConfigurationError, EvaluationError
 from selfconfig.evaluation.metrics import dice_per_class, nanmean
-from selfconfig.inference.postprocessing import keep_largest_component, postprocessing_record
+from selfconfig.inference.postprocessing import (best_configuration_folder, keep_largest_component,
+                                                  postprocessing_record)
 from selfconfig.inference.predictor import Predictor
 from selfconfig.inference.validation import predict_and_score, raw_cases
 from selfconfig.paths import Roots, fraction_tag, resolve_dataset_name, results_dataset_dir
@@ -66,11 +67,6 @@ class BestConfigurationResult:
     candidates: list[dict]
     predict_command: str
     folds: list[str] = field(default_factory=list)
-
-
-def output_folder(results_dir: Path, plans_name: str, tag: str, fraction_name: str) -> Path:
-    name = "best_configuration" + (f"__{plans_name}" if plans_name != DEFAULT_PLANS_NAME else "")
-    return results_dir / (name + (f"__{tag}" if tag else "")) / fraction_name
 
 
 def discover_members(results_dir: Path, plans_name: str, tag: str, trainers: list[str] | None,
@@ -237,7 +233,7 @@ def find_best_configuration(dataset: str | int | None = None, *, trainers: list[
     labels = sorted(int(v) for v in info.labels.values() if int(v) != 0)
     label_names = {int(v): str(k) for k, v in info.labels.items()}
     groups = [[m] for m in members] + ([list(p) for p in itertools.combinations(members, 2)] if need_probs else [])
-    out = output_folder(results_dir, plans_name, tag, frac)
+    out = best_configuration_folder(results_dir, plans_name, tag, frac)
     candidates = []
     for group in groups:
         cname = " + ".join(m.name for m in group)

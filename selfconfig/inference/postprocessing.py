@@ -19,6 +19,15 @@ from selfconfig.errors import ConfigurationError
 FORMAT = "selfconfig-postprocessing"
 
 
+def best_configuration_folder(results_dir: Path, plans_name: str, tag: str, fraction_name: str) -> Path:
+    """``results/NAME/best_configuration[__plans][__tag]/<frac>/``, where
+    ``selfconfig_find_best_configuration`` writes its decision and post-processing files."""
+    from selfconfig.planning import DEFAULT_PLANS_NAME
+
+    name = "best_configuration" + (f"__{plans_name}" if plans_name != DEFAULT_PLANS_NAME else "")
+    return Path(results_dir) / (name + (f"__{tag}" if tag else "")) / fraction_name
+
+
 def keep_largest_component(seg: np.ndarray, label: int) -> np.ndarray:
     """``seg`` with every voxel of ``label`` outside its largest (face-connected) component set to
     background 0. A copy; ``seg`` is untouched."""
