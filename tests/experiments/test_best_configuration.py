@@ -111,3 +111,12 @@ def test_find_best_errors_are_one_line(planned, roots, capsys):
     code = run(best_cli.main, ["-d", "NOBEST", "--no-progress"], prog="selfconfig_find_best_configuration")
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "train some first" in err, err
+
+
+def test_ensemble_members_pairing():
+    from selfconfig.inference.api import ensemble_members
+
+    assert ensemble_members(["Scratch"], ["2d", "3d"]) == [("Scratch", "2d"), ("Scratch", "3d")]
+    assert ensemble_members(["Scratch", "SurrogateFlip"], ["3d"]) == [("Scratch", "3d"), ("SurrogateFlip", "3d")]
+    with pytest.raises(ConfigurationError, match="one -tr for every -c"):
+        ensemble_members(["A", "B"], ["2d", "3d", "3d_lowres"])

@@ -85,3 +85,11 @@ def test_missing_extra_is_one_line(planned, roots, capsys, monkeypatch):
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pip install 'selfconfig[tracking]'" in lines[0], err
+
+
+def test_every_training_command_has_the_flag():
+    from selfconfig.cli import experiment as experiment_cli
+
+    for cli in (train_cli, pretrain_cli, experiment_cli):
+        args = cli.build_parser().parse_args(["-tr", "SurrogateFlip", "--logger", "tensorboard"])
+        assert args.logger == ["tensorboard"]
