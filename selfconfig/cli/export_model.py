@@ -33,10 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
     from selfconfig.inference.export import export_model
+    from selfconfig.training.registry import get_trainer
+
+    def describe(name: str) -> str:
+        try:
+            return getattr(get_trainer(name), "description", "") or ""
+        except Exception:  # a custom trainer not importable here: the card still records its name and class
+            return ""
 
     card = export_model(args.output, trainer=args.trainer, dataset=args.dataset, configuration=args.configuration,
                         fraction=args.fraction, folds=args.folds, plans_name=args.plans, checkpoint=args.checkpoint,
-                        postprocessing=args.postprocessing, tag=args.tag, roots=roots_from(args))
+                        postprocessing=args.postprocessing, tag=args.tag, roots=roots_from(args),
+                        describe=describe)
     n = sum(len(m["checkpoints"]) for m in card["members"])
     print(f"exported {card['model_id']} ({n} checkpoint(s), folds {card['folds']}) to {args.output}")
     return 0

@@ -23,6 +23,7 @@ import logging
 import platform
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -31,7 +32,7 @@ from selfconfig.inference.api import ensemble_members, find_checkpoints, load_mo
 from selfconfig.inference.postprocessing import load_postprocessing
 from selfconfig.paths import Roots, results_dataset_dir
 from selfconfig.planning import DEFAULT_PLANS_NAME, plans_file
-from selfconfig.training.checkpoint import FORMAT, load_checkpoint
+from selfconfig.checkpoint import FORMAT, load_checkpoint
 from selfconfig.utils import atomic_write_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,10 @@ def _first_file(*candidates: Path) -> Path | None:
 def export_model(output: Path, *, trainer: str | list[str], dataset: str | None = None,
                  configuration: str | list[str] | None = None, fraction: float | None = None,
                  folds: list[str] | None = None, plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final",
-                 postprocessing: Path | None = None, tag: str = "", roots: Roots | None = None) -> dict:
-    """Write the model package ``output`` (a .zip); returns its model card."""
+                 postprocessing: Path | None = None, tag: str = "", roots: Roots | None = None,
+                 describe: Callable[[str], str] | None = None) -> dict:
+    """Write the model package ``output`` (a .zip); returns its model card. ``describe``: trainer
+    name -> the strategy's description for the card (the command passes the registry's)."""
     import selfconfig
 
     output = Path(output)
@@ -141,7 +144,7 @@ def export_model(output: Path, *, trainer: str | list[str], dataset: str | None 
         init = first.get("initialization") or {}
         card_members.append({
             "trainer": tr, "configuration": cfg, "trainer_class": first.get("trainer_class"),
-            "strategy": _strategy_description(tr), "initialization": {k: v for k, v in init.items() if k != "transfer"},
+            "strategy": describe(tr) if describe else "", "initialization": {k: v for k, v in init.items() if k != "transfer"},
             "pretraining": pretraining_record(init),
             "training": {"epochs": loop.get("epochs"), "iters_per_epoch": loop.get("iters_per_epoch"),
                          **{k: hp.get(k) for k in ("optimizer", "lr", "batch_size", "seed", "precision")}},
@@ -189,15 +192,6 @@ def export_model(output: Path, *, trainer: str | list[str], dataset: str | None 
     atomic_write_bytes(output, buf.getvalue())
     log.info("exported %s (%d checkpoint(s)) to %s", mid, sum(k.endswith(".pt") for k in files), output)
     return card
-
-
-def _strategy_description(trainer: str) -> str:
-    from selfconfig.training.registry import get_trainer
-
-    try:
-        return getattr(get_trainer(trainer), "description", "") or ""
-    except Exception:  # a custom trainer that is not importable here: the card still records its name
-        return ""
 
 
 def _decided_postprocessing(results: Path, plans_name: str, tag: str, frac_name: str,

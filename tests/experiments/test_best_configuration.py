@@ -66,10 +66,16 @@ def test_bad_postprocessing_file_is_refused(tmp_path):
 def test_find_best_then_predict_ensemble(planned, roots, capsys, tmp_path):
     planned("BEST", task="segmentation", dim=3, shape=(8, 16, 16), n_train=4, n_test=1, n_un=0)
     for c in ("2d", "3d"):
-        for f in (0, 1):
-            train("Scratch", "BEST", configuration=c, fold=f, hyperparameters=HP, roots=roots, progress=False)
+        for f in (0, 1):  # 3d as with selfconfig_train --npz: its validation saves the probabilities
+            train("Scratch", "BEST", configuration=c, fold=f, hyperparameters={**HP, "save_probabilities": c == "3d"},
+                  roots=roots, progress=False)
+    fold0 = roots.results / "BEST" / "Scratch__selfconfigPlans__3d" / "frac_1.0" / "fold_0" / "validation"
+    saved = {p.name: p.stat().st_mtime_ns for p in fold0.glob("*_probabilities.npz")}
+    assert saved and not list((roots.results / "BEST" / "Scratch__selfconfigPlans__2d").rglob("*.npz"))
     capsys.readouterr()
     assert run(best_cli.main, ["-d", "BEST", "--no-progress"], prog="x") == 0, capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in fold0.glob("*_probabilities.npz")} == saved  # reused
+    assert list((roots.results / "BEST" / "Scratch__selfconfigPlans__2d").rglob("*.npz"))  # predicted now
     out = roots.results / "BEST" / "best_configuration" / "frac_1.0"
     record = json.loads((out / "best_configuration.json").read_text())
     names = sorted(c["name"] for c in record["candidates"])
@@ -78,9 +84,6 @@ def test_find_best_then_predict_ensemble(planned, roots, capsys, tmp_path):
     best = max(record["candidates"], key=lambda c: c["mean_dice_postprocessed"])
     assert record["best"] == best["name"]
     assert "selfconfig_predict" in (out / "inference_instructions.txt").read_text()
-    # the validation probabilities the ensemble needed were written (as --npz would)
-    fold0 = roots.results / "BEST" / "Scratch__selfconfigPlans__3d" / "frac_1.0" / "fold_0" / "validation"
-    assert list(fold0.glob("*_probabilities.npz"))
 
     # every candidate's written command runs; the ensemble's output is the mean of its members'
     images = roots.raw / "BEST" / "imagesTs"
