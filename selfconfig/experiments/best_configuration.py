@@ -148,7 +148,7 @@ def ensure_validation(member: Member, fold: str, raw_dir: Path, probabilities: b
     return val_ids
 
 
-def _segmentation(members: list[Member], fold: str, case: str, shape: tuple[int, ...]) -> np.ndarray:
+def _segmentation(members: list[Member], fold: str, case: str, shape: tuple[int, ...], scheme) -> np.ndarray:
     if len(members) == 1:
         val = members[0].fold_dir(fold) / "validation"
         files = [p for p in val.glob(f"{case}.*") if not p.name.endswith(".npz")]
@@ -161,28 +161,48 @@ def _segmentation(members: list[Member], fold: str, case: str, shape: tuple[int,
         with np.load(m.fold_dir(fold) / "validation" / f"{case}_probabilities.npz") as z:
             p = z["probabilities"].astype(np.float32)
         total = p if total is None else total + p
-    return total.argmax(0).reshape(shape)
+    return scheme.probabilities_to_label_map(total / len(members)).reshape(shape)
 
 
-def score_candidate(members: list[Member], cases: list[tuple[str, str, Path]], labels: list[int]) -> dict:
-    """Pooled-case mean Dice per class, without and with largest-component post-processing of that
-    class, and the per-class decision."""
-    before: dict[int, list[float]] = {c: [] for c in labels}
-    after: dict[int, list[float]] = {c: [] for c in labels}
-    for fold, case, ref_path in cases:
-        ref, _ = read_label(ref_path)
-        ref = np.asarray(ref)
-        seg = _segmentation(members, fold, case, ref.shape)
-        for c, d in dice_per_class(seg, ref, labels).items():
-            before[c].append(d)
-        for c in labels:
-            after[c].append(dice_per_class(keep_largest_component(seg, c), ref, [c])[c])
-    mean_before = {c: nanmean(v) for c, v in before.items()}
-    mean_after = {c: nanmean(v) for c, v in after.items()}
-    chosen = [c for c in labels if not np.isnan(mean_after[c]) and mean_after[c] > mean_before[c]]
-    final = {c: (mean_after[c] if c in chosen else mean_before[c]) for c in labels}
+def _key(target):
+    return target if isinstance(target, int) else tuple(target)
+
+
+def score_candidate(members: list[Member], cases: list[tuple[str, str, Path]], scheme) -> dict:
+    """Pooled-case mean Dice per evaluation target (label, or region), without and with keeping only
+    the target's largest component, and the per-target decision. ``scheme``: the dataset's
+    :class:`~selfconfig.dataset.labels.LabelScheme` (the ignore label is left out of every count)."""
+    targets = [_key(t) for _, t in scheme.evaluation_targets()]
+    ignore = scheme.ignore_label
+
+    def pooled(apply: list | None = None) -> tuple[dict, dict]:
+        before: dict = {t: [] for t in targets}
+        after: dict = {t: [] for t in targets}
+        for fold, case, ref_path in cases:
+            ref, _ = read_label(ref_path)
+            ref = np.asarray(ref)
+            seg = _segmentation(members, fold, case, ref.shape, scheme)
+            if apply is not None:  # the chosen post-processing, all of it (regions may overlap)
+                for t in apply:
+                    seg = keep_largest_component(seg, t)
+                for t, d in dice_per_class(seg, ref, targets, ignore_label=ignore).items():
+                    before[t].append(d)
+                continue
+            for t, d in dice_per_class(seg, ref, targets, ignore_label=ignore).items():
+                before[t].append(d)
+            for t in targets:
+                after[t].append(dice_per_class(keep_largest_component(seg, t), ref, [t], ignore_label=ignore)[t])
+        return {t: nanmean(v) for t, v in before.items()}, {t: nanmean(v) for t, v in after.items()}
+
+    mean_before, mean_after = pooled()
+    chosen = [t for t in targets if not np.isnan(mean_after[t]) and mean_after[t] > mean_before[t]]
+    if chosen and scheme.has_regions:
+        final, _ = pooled(chosen)  # nested regions: measure the combination instead of assuming independence
+    else:  # plain labels: a class's largest component changes only that class (and background)
+        final = {t: (mean_after[t] if t in chosen else mean_before[t]) for t in targets}
     return {"dice_per_class": mean_before, "dice_per_class_largest_component": mean_after,
-            "largest_component_classes": chosen, "dice_per_class_postprocessed": final,
+            "largest_component_classes": [t if isinstance(t, int) else list(t) for t in chosen],
+            "dice_per_class_postprocessed": final,
             "mean_dice": nanmean(mean_before.values()), "mean_dice_postprocessed": nanmean(final.values())}
 
 
@@ -230,15 +250,15 @@ def find_best_configuration(dataset: str | int | None = None, *, trainers: list[
                                       f"(other splits.json?); compare runs of the same splits")
     refs = {c.case_id: c.label_file for c in raw_cases(raw_dir, "train", [i for ids in val_ids.values() for i in ids])[1]}
     cases = [(f, cid, refs[cid]) for f in fold_list for cid in val_ids[f]]
-    labels = sorted(int(v) for v in info.labels.values() if int(v) != 0)
-    label_names = {int(v): str(k) for k, v in info.labels.items()}
+    scheme = info.label_scheme
+    label_names = {_key(t): str(n) for n, t in scheme.evaluation_targets()}
     groups = [[m] for m in members] + ([list(p) for p in itertools.combinations(members, 2)] if need_probs else [])
     out = best_configuration_folder(results_dir, plans_name, tag, frac)
     candidates = []
     for group in groups:
         cname = " + ".join(m.name for m in group)
         log.info("scoring %s on %d validation case(s) of fold(s) %s", cname, len(cases), ", ".join(fold_list))
-        score = score_candidate(group, cases, labels)
+        score = score_candidate(group, cases, scheme)
         named = {k: ({label_names[c]: _finite(v) for c, v in val.items()} if isinstance(val, dict) else _finite(val))
                  for k, val in score.items()}
         candidates.append({"name": cname, "members": [{"trainer": m.trainer, "configuration": m.configuration}

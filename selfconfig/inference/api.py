@@ -160,7 +160,9 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
         plans.configuration(c)
     pp = load_postprocessing(postprocessing) if postprocessing else None
     if pp is not None:
-        unknown = sorted(set(pp["largest_component_classes"]) - set(plans.labels.values()))
+        known = [t for _, t in LabelScheme.of(plans).evaluation_targets()]
+        known = {t if isinstance(t, int) else tuple(t) for t in known}
+        unknown = [c for c in pp["largest_component_classes"] if (c if isinstance(c, int) else tuple(c)) not in known]
         if unknown:
             raise ConfigurationError(f"--postprocessing {postprocessing} names label value(s) {unknown} that "
                                      f"{name} does not have ({plans.labels})")

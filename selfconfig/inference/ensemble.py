@@ -1,5 +1,5 @@
-"""Ensembles across configurations (and trainers): the mean of the members' softmax
-probabilities on the input's own grid, as nnU-Net ensembles 2D and 3D models. Each member is a
+"""Ensembles across configurations (and trainers): the mean of the members' softmax (regions:
+sigmoid) probabilities on the input's own grid, as nnU-Net ensembles 2D and 3D models. Each member is a
 :class:`Predictor` (itself the mean over its folds), so every configuration weighs the same
 however many folds it has."""
 
@@ -20,8 +20,8 @@ class EnsemblePredictor:
             raise CheckpointError("an ensemble needs at least two members")
         first = members[0]
         for m in members[1:]:
-            for what in ("task", "labels", "channel_names"):
-                a, b = getattr(first.plans, what), getattr(m.plans, what)
+            for what in ("task", "labels", "channel_names", "regions_class_order"):
+                a, b = getattr(first.plans, what, None), getattr(m.plans, what, None)
                 if a != b:
                     raise CheckpointError(f"cannot ensemble configuration {first.configuration} with "
                                           f"{m.configuration}: their {what} differ ({a} vs {b})")
@@ -44,7 +44,7 @@ class EnsemblePredictor:
         probs = total / len(self.members)
         if self.task == "classification":
             return {"probabilities": probs, "prediction": int(np.argmax(probs))}
-        out = {"seg": probs.argmax(0).astype(np.uint8 if probs.shape[0] < 256 else np.int16)}
+        out = {"seg": self.members[0].label_scheme.probabilities_to_label_map(probs)}
         if return_probabilities:
             out["probabilities"] = probs
         return out

@@ -3,13 +3,14 @@ classes (nnU-Net's), decided per class by ``selfconfig_find_best_configuration``
 ``selfconfig_predict --postprocessing FILE``.
 
 The file is JSON: ``{"format": "selfconfig-postprocessing", "largest_component_classes": [1, 3]}``
-(label values; the other keys are a record of how the decision was made).
+(label values, or lists of values for regions; the other keys record how the decision was made).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -28,11 +29,11 @@ def best_configuration_folder(results_dir: Path, plans_name: str, tag: str, frac
     return Path(results_dir) / (name + (f"__{tag}" if tag else "")) / fraction_name
 
 
-def keep_largest_component(seg: np.ndarray, label: int) -> np.ndarray:
-    """``seg`` with every voxel of ``label`` outside its largest (face-connected) component set to
-    background 0. A copy; ``seg`` is untouched."""
+def keep_largest_component(seg: np.ndarray, label: int | Sequence[int]) -> np.ndarray:
+    """``seg`` with every voxel of ``label`` (or of a region, a list of values) outside its largest
+    (face-connected) component set to background 0. A copy; ``seg`` is untouched."""
     out = np.array(seg, copy=True)
-    mask = out == label
+    mask = out == label if isinstance(label, (int, np.integer)) else np.isin(out, list(label))
     if not mask.any():
         return out
     components, n = ndimage.label(mask)
@@ -49,12 +50,21 @@ def apply_postprocessing(seg: np.ndarray, postprocessing: dict | None) -> np.nda
     if not postprocessing:
         return seg
     for label in postprocessing.get("largest_component_classes", []):
-        seg = keep_largest_component(seg, int(label))
+        seg = keep_largest_component(seg, label if isinstance(label, list) else int(label))
     return seg
 
 
-def postprocessing_record(classes: list[int], **details) -> dict:
-    return {"format": FORMAT, "largest_component_classes": sorted(int(c) for c in classes), **details}
+def postprocessing_record(classes: list, **details) -> dict:
+    """``classes``: label values, or regions (lists of values), in the order they are applied."""
+    return {"format": FORMAT, "largest_component_classes": [c if isinstance(c, int) else [int(x) for x in c]
+                                                            for c in classes], **details}
+
+
+def _is_target(c) -> bool:
+    def positive_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+    return positive_int(c) or (isinstance(c, list) and bool(c) and all(positive_int(x) for x in c))
 
 
 def load_postprocessing(path: Path) -> dict:
@@ -69,7 +79,8 @@ def load_postprocessing(path: Path) -> dict:
         raise ConfigurationError(f"--postprocessing {path} is not JSON ({e})")
     classes = record.get("largest_component_classes") if isinstance(record, dict) else None
     if (not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(classes, list)
-            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in classes)):
+            or not all(_is_target(c) for c in classes)):
         raise ConfigurationError(f"--postprocessing {path} is not a selfconfig post-processing file (format "
-                                 f"{FORMAT!r} with a list of foreground label values 'largest_component_classes')")
+                                 f"{FORMAT!r} with a list 'largest_component_classes' of foreground label values or "
+                                 f"regions)")
     return record

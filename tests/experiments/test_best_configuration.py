@@ -16,6 +16,7 @@ from selfconfig.cli import predict as predict_cli
 from selfconfig.cli.common import run
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.io import read_label, write_segmentation
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.experiments.best_configuration import Member, score_candidate
 from selfconfig.inference.postprocessing import apply_postprocessing, keep_largest_component, load_postprocessing
 from selfconfig.errors import ConfigurationError
@@ -50,10 +51,32 @@ def test_decision_per_class(tmp_path):
     (member.fold_dir("0") / "validation").mkdir(parents=True)
     write_segmentation(pred, geom, member.fold_dir("0") / "validation" / "c1.nii.gz")
     write_segmentation(ref, geom, tmp_path / "c1_ref.nii.gz")
-    score = score_candidate([member], [("0", "c1", tmp_path / "c1_ref.nii.gz")], [1, 2])
+    scheme = LabelScheme.from_labels({"background": 0, "class1": 1, "class2": 2})
+    score = score_candidate([member], [("0", "c1", tmp_path / "c1_ref.nii.gz")], scheme)
     assert score["largest_component_classes"] == [1]
     assert score["dice_per_class"][1] < 1.0 and score["dice_per_class_postprocessed"][1] == pytest.approx(1.0)
     assert score["dice_per_class_largest_component"][2] < score["dice_per_class_postprocessed"][2] == 1.0
+
+
+def test_decision_per_region(tmp_path):
+    """BraTS-like nested regions: a stray voxel blob of label 1 lies outside the whole tumour; keeping
+    the largest component of the region [1, 2] removes it, and the file records the region."""
+    geom = Geometry(spacing=(2.0, 1.0, 1.0), shape=(4, 16, 16), dim=3, file_ending=".nii.gz")
+    ref = np.zeros((4, 16, 16), np.uint8)
+    ref[1:3, 3:9, 3:9] = 1
+    ref[1:3, 5:7, 5:7] = 2
+    pred = ref.copy()
+    pred[1:3, 12:14, 12:14] = 1
+    member = Member("Scratch", "3d", tmp_path / "run" / "frac_1.0")
+    (member.fold_dir("0") / "validation").mkdir(parents=True)
+    write_segmentation(pred, geom, member.fold_dir("0") / "validation" / "c1.nii.gz")
+    write_segmentation(ref, geom, tmp_path / "c1_ref.nii.gz")
+    scheme = LabelScheme.from_labels({"background": 0, "whole": [1, 2], "core": [2]}, [1, 2])
+    score = score_candidate([member], [("0", "c1", tmp_path / "c1_ref.nii.gz")], scheme)
+    assert [1, 2] in score["largest_component_classes"]
+    assert score["dice_per_class_postprocessed"][(1, 2)] == pytest.approx(1.0)
+    seg = apply_postprocessing(pred, {"largest_component_classes": score["largest_component_classes"]})
+    assert np.array_equal(seg, ref)
 
 
 def test_bad_postprocessing_file_is_refused(tmp_path):
