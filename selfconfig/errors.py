@@ -78,3 +78,5 @@ class DiskSpaceError(WriteError):
 
 class InputSizeError(ImageReadError):
     """A file's header claims more data than the file holds or than memory can take."""
+class ModelPackageError(SelfconfigError):
+    """A model package (zip) is malformed, unsafe, or would overwrite another model."""

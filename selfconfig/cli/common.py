@@ -26,6 +26,12 @@ def add_tag_arg(parser: argparse.ArgumentParser) -> None:
                                                   "(e.g. 'quick' for the experiment's quick budget)")
 
 
+def add_logger_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logger", action="append", choices=["tensorboard"],
+                        help="also record losses, metrics, learning rate and the progress figure to this tracker "
+                             "(<run folder>/tensorboard; needs: pip install 'selfconfig[tracking]')")
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="switch progress bars off")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

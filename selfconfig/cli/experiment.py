@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, roots_from, run, setup_logging
 from selfconfig.cli.validate import Parser, parse
-from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
     p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")
+    add_logger_arg(p)
     add_root_args(p)
     add_common_args(p)
     return p
@@ -48,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = overrides_from(args, ("inflate_3d", "pretrained_weights", "epochs", "iters_per_epoch",
                                       "pretrain_epochs", "max_minutes", "pretrain_max_minutes"))
-    res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
-                         configuration=args.configuration, plans_name=args.plans, budget=args.budget,
-                         roots=roots_from(args), device=args.device, progress=not args.no_progress,
-                         overrides=overrides)
+    from selfconfig.training.tracking import use_loggers
+
+    with use_loggers(args.logger):
+        res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
+                             configuration=args.configuration, plans_name=args.plans, budget=args.budget,
+                             roots=roots_from(args), device=args.device, progress=not args.no_progress,
+                             overrides=overrides)
     print(res.summary_text)
     print(f"results: {res.results_csv}")
     print(f"summary: {res.summary_md}")

@@ -1,4 +1,5 @@
-"""selfconfig_predict -i IN -o OUT -tr TRAINER [-d NAME] [-c CONFIG] [-frac F] [-f FOLDS] [--no-tta] ..."""
+"""selfconfig_predict -i IN -o OUT -tr TRAINER [-d NAME] [-c CONFIG [CONFIG ...]] [-frac F] [-f FOLDS]
+[--postprocessing FILE] [--no-tta] ..."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Predict a folder of scans (or one scan) with trained folds.")
     p.add_argument("-i", "--input", required=True, help="a folder of cases, a single image file or a DICOM series folder")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("-tr", "--trainer", default="Scratch", help="trainer of the run (default Scratch)")
+    p.add_argument("-tr", "--trainer", nargs="+", default=["Scratch"],
+                   help="trainer of the run (default Scratch); several with several -c: one per configuration")
     p.add_argument("-d", "--dataset", help="dataset the model was trained on (optional when only one)")
-    p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
+    p.add_argument("-c", "--configuration", nargs="+",
+                   help="configuration (default: the plans' recommended one); several: an ensemble, the mean of "
+                        "their probabilities")
     p.add_argument("-frac", "--fraction", type=float, help="label fraction of the run (default: the only one trained)")
     p.add_argument("-f", "--folds", nargs="+", help="folds to ensemble (default: every finished fold)")
     p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
     p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"], help="which checkpoint")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation")
     p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.npz")
+    p.add_argument("--postprocessing", help="post-processing file written by selfconfig_find_best_configuration "
+                                            "(keeps the largest component of the classes it names)")
     p.add_argument("--step-size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                   configuration=args.configuration, fraction=args.fraction, folds=args.folds,
                   plans_name=args.plans, checkpoint=args.checkpoint, tta=not args.no_tta,
                   save_probabilities=args.save_probabilities, step_size=args.step_size, device=args.device,
-                  roots=roots_from(args), progress=not args.no_progress, tag=args.tag, precision=args.precision)
+                  roots=roots_from(args), progress=not args.no_progress, tag=args.tag, precision=args.precision,
+                  postprocessing=args.postprocessing)
     print(f"predicted {len(res.cases)} case(s) with {len(res.checkpoints)} model(s) into {res.output}")
     return 0
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.common import (add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run,
+                                   setup_logging)
 from selfconfig.cli.validate import Parser, parse
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="pre-train again even if a checkpoint exists")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     add_tag_arg(p)
+    add_logger_arg(p)
     add_root_args(p)
     add_common_args(p)
     return p
@@ -46,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
                  "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
                  "num_workers": args.num_workers, "precision": args.precision,
                  "pretrain_max_minutes": args.max_minutes, "checkpoint_minutes": args.checkpoint_minutes}
-    res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
-                          hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
-                          roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    from selfconfig.training.tracking import use_loggers
+
+    with use_loggers(args.logger):
+        res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
+                              hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
+                              roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
     acc = res.summary.get("held_out_accuracy")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run, setup_logging
 from selfconfig.cli.validate import Parser, parse
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
 
 
 def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
@@ -39,12 +39,15 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
                    help="ImageNet on 3D data: inflate the 2D kernels along depth instead of refusing")
     g.add_argument("--no-final-validation", dest="final_validation", action="store_const", const=False,
                    help="skip predicting the validation cases at the end")
+    g.add_argument("--npz", dest="save_probabilities", action="store_const", const=True,
+                   help="the final validation also saves the probabilities (CASE_probabilities.npz), which "
+                        "selfconfig_find_best_configuration ensembles (it predicts them itself when missing)")
 
 
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "checkpoint_minutes", "class_weights", "augment", "final_validation", "precision", "pretrain_epochs",
            "pretrain_iters_per_epoch", "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes",
-           "pretrain_max_minutes")
+           "pretrain_max_minutes", "save_probabilities")
 
 
 #: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
     add_hyperparameter_args(p)
     add_tag_arg(p)
+    add_logger_arg(p)
     add_root_args(p)
     add_common_args(p)
     return p
@@ -97,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from selfconfig.training.api import train
 
-    res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
-                fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
-                continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
-                roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    from selfconfig.training.tracking import use_loggers
+
+    with use_loggers(args.logger):
+        res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
+                    fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
+                    continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
+                    roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     print(f"run folder: {res.run_dir}")
     if res.validation:
         from selfconfig.inference.validation import headline

@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,14 @@ from tqdm.auto import tqdm
 
 from selfconfig.dataset.io import output_ending_for, read_case, write_segmentation
 from selfconfig.dataset.labels import LabelScheme
-from selfconfig.errors import CheckpointError, ImageReadError
+from selfconfig.errors import CheckpointError, ConfigurationError, DatasetNotFoundError, ImageReadError
+from selfconfig.inference.ensemble import EnsemblePredictor
 from selfconfig.inference.inputs import check_output_folder, discover_inputs
+from selfconfig.inference.postprocessing import apply_postprocessing, load_postprocessing
 from selfconfig.inference.predictor import Predictor
 from selfconfig.paths import Roots, fraction_tag, resolve_dataset_name, results_dataset_dir, run_folder_name
-from selfconfig.planning import DEFAULT_PLANS_NAME, load_plans
+from selfconfig.planning import DEFAULT_PLANS_NAME, load_plans, plans_file
+from selfconfig.plans import Plans
 from selfconfig.utils import atomic_path, atomic_write_text, check_free_space, write_error, write_json
 
 log = logging.getLogger(__name__)
@@ -59,10 +63,12 @@ def find_checkpoints(roots: Roots, dataset: str, trainer: str, plans_name: str, 
     return paths
 
 
-def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Path, save_probabilities: bool = False,
-                  progress: bool = True) -> list[Path]:
+def predict_files(predictor, cases: dict[str, list[Path]], output: Path, save_probabilities: bool = False,
+                  progress: bool = True, postprocessing: dict | None = None) -> list[Path]:
     """Predict each case and write it (segmentation: a label file per case in the input's format;
-    classification: ``predictions.csv``)."""
+    classification: ``predictions.csv``). ``predictor``: a :class:`Predictor` or an
+    :class:`~selfconfig.inference.ensemble.EnsemblePredictor`; ``postprocessing``: a record of
+    :mod:`selfconfig.inference.postprocessing` applied to each label map (not to the probabilities)."""
     check_output_folder(output, cases)
     written: list[Path] = []
     rows = []
@@ -88,7 +94,8 @@ def predict_files(predictor: Predictor, cases: dict[str, list[Path]], output: Pa
         need = res["seg"].nbytes + (res["probabilities"].size * 2 if save_probabilities else 0)
         check_free_space(output, need, f"the prediction of case {case}")
         _make_folder(output)  # only now: a refused request leaves not even an empty folder
-        write_segmentation(res["seg"], geometry, target)  # atomic: a failure leaves no finished-looking file
+        # atomic: a failure leaves no finished-looking file
+        write_segmentation(apply_postprocessing(res["seg"], postprocessing), geometry, target)
         written.append(target)
         if save_probabilities:
             with atomic_path(output / f"{case}_probabilities.npz") as tmp:
@@ -109,29 +116,92 @@ def _make_folder(folder: Path) -> None:
         raise write_error(folder, e) from None
 
 
-def predict(input_path: Path, output: Path, *, trainer: str, dataset: str | None = None,
-            configuration: str | None = None, fraction: float | None = None, folds: list[str] | None = None,
-            plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final", tta: bool = True,
-            save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
-            roots: Roots | None = None, progress: bool = True, tag: str = "",
-            precision: str = "auto") -> PredictionResult:
+def resolve_model_dataset(dataset: str | None, roots: Roots) -> str:
+    """``-d`` for prediction: a preprocessed dataset, else a dataset that only has results (an
+    installed model on a machine that never saw the data)."""
+    try:
+        return resolve_dataset_name(dataset, roots, need="preprocessed")
+    except DatasetNotFoundError:
+        have = sorted(p.name for p in roots.results.iterdir() if p.is_dir()) if roots.results.is_dir() else []
+        if dataset is None and len(have) == 1:
+            return have[0]
+        text = str(dataset or "").strip()
+        hits = [n for n in have if n == text or (text.isdigit() and n.startswith(f"Dataset{int(text):03d}_"))]
+        if len(hits) == 1:
+            return hits[0]
+        raise
+
+
+def load_model_plans(roots: Roots, dataset: str, plans_name: str = DEFAULT_PLANS_NAME) -> Plans:
+    """The preprocessed plans, else those an installed model put into its results folder."""
+    pre = plans_file(roots.preprocessed / dataset, plans_name)
+    if pre.is_file():
+        return load_plans(roots.preprocessed / dataset, plans_name)
+    installed = plans_file(results_dataset_dir(dataset, roots), plans_name)
+    if installed.is_file():
+        return Plans.load(installed)
+    return load_plans(roots.preprocessed / dataset, plans_name)  # raises the usual "plan first" error
+
+
+def ensemble_members(trainers: Sequence[str], configurations: Sequence[str]) -> list[tuple[str, str]]:
+    """(trainer, configuration) pairs: one trainer for every configuration, or one each."""
+    trainers, configurations = list(trainers), list(configurations)
+    if len(trainers) == 1:
+        trainers = trainers * len(configurations)
+    elif len(configurations) == 1:
+        configurations = configurations * len(trainers)
+    if len(trainers) != len(configurations):
+        raise ConfigurationError(f"give one -tr for every -c, or a single -tr ({len(trainers)} trainers, "
+                                 f"{len(configurations)} configurations)")
+    members = list(dict.fromkeys(zip(trainers, configurations)))
+    return members
+
+
+def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dataset: str | None = None,
+            configuration: str | Sequence[str] | None = None, fraction: float | None = None,
+            folds: list[str] | None = None, plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final",
+            tta: bool = True, save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
+            roots: Roots | None = None, progress: bool = True, tag: str = "", precision: str = "auto",
+            postprocessing: Path | None = None) -> PredictionResult:
+    """Predict with the folds of one run configuration, or with an ensemble of several (several
+    ``configuration`` and/or ``trainer`` values: the mean of their probabilities), and apply a
+    post-processing file when given."""
     from selfconfig.device import pick_device
 
     roots = roots or Roots.resolve()
-    name = resolve_dataset_name(dataset, roots, need="preprocessed")
-    plans = load_plans(roots.preprocessed / name, plans_name)
-    configuration = configuration or plans.recommended_configuration
-    plans.configuration(configuration)
-    paths = find_checkpoints(roots, name, trainer, plans_name, configuration, fraction, folds, checkpoint, tag)
+    name = resolve_model_dataset(dataset, roots)
+    plans = load_model_plans(roots, name, plans_name)
+    trainers = [trainer] if isinstance(trainer, str) else list(trainer)
+    configs = [configuration] if configuration is None or isinstance(configuration, str) else list(configuration)
+    configs = [c or plans.recommended_configuration for c in configs]
+    members = ensemble_members(trainers, configs)
+    for _, c in members:
+        plans.configuration(c)
+    pp = load_postprocessing(postprocessing) if postprocessing else None
+    if pp is not None:
+        known = [t for _, t in LabelScheme.of(plans).evaluation_targets()]
+        known = {t if isinstance(t, int) else tuple(t) for t in known}
+        unknown = [c for c in pp["largest_component_classes"] if (c if isinstance(c, int) else tuple(c)) not in known]
+        if unknown:
+            raise ConfigurationError(f"--postprocessing {postprocessing} names label value(s) {unknown} that "
+                                     f"{name} does not have ({plans.labels})")
+    paths_of = [find_checkpoints(roots, name, tr, plans_name, c, fraction, folds, checkpoint, tag) for tr, c in members]
     dev = pick_device(device)
-    predictor = Predictor.from_checkpoints(paths, dev, tta=tta, step_size=step_size, precision=precision)
+    predictors = [Predictor.from_checkpoints(p, dev, tta=tta, step_size=step_size, precision=precision)
+                  for p in paths_of]
+    predictor = predictors[0] if len(predictors) == 1 else EnsemblePredictor(predictors)
+    paths = [p for ps in paths_of for p in ps]
     n_file_channels = len(predictor.plans.channel_names)
     cases = discover_inputs(Path(input_path), n_file_channels)
     check_output_folder(Path(output), cases)
-    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s", len(cases), len(paths),
-             ", ".join(str(p.parent.name) for p in paths), "on" if tta else "off", predictor.precision)
-    files = predict_files(predictor, cases, Path(output), save_probabilities, progress)
+    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s%s", len(cases), len(paths),
+             ", ".join(f"{p.parent.parent.parent.name}/{p.parent.name}" for p in paths), "on" if tta else "off",
+             predictor.precision, f", keeping the largest component of {pp['largest_component_classes']}" if pp else "")
+    files = predict_files(predictor, cases, Path(output), save_probabilities, progress, postprocessing=pp)
     write_json(Path(output) / "prediction_info.json", {
-        "dataset": name, "trainer": trainer, "configuration": configuration, "plans": plans_name,
-        "checkpoints": [str(p) for p in paths], "tta": tta, "step_size": step_size, "cases": list(cases)})
+        "dataset": name, "trainer": trainers[0] if len(trainers) == 1 else trainers,
+        "configuration": configs[0] if len(configs) == 1 else configs, "plans": plans_name,
+        "members": [{"trainer": t, "configuration": c} for t, c in members],
+        "checkpoints": [str(p) for p in paths], "tta": tta, "step_size": step_size,
+        "postprocessing": pp, "cases": list(cases)})
     return PredictionResult(Path(output), list(cases), paths, files)

@@ -12,6 +12,7 @@ from selfconfig.dataset.cases import discover_cases
 from selfconfig.dataset.schema import load_dataset_json
 from selfconfig.inference.api import predict_files
 from selfconfig.inference.predictor import Predictor
+from selfconfig.utils import read_json
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,27 @@ def evaluate_predictions(pred_dir: Path, raw_dir: Path, split: str, case_ids: li
 
 
 def predict_and_score(predictor: Predictor, raw_dir: Path, split: str, case_ids: list[str] | None, out_dir: Path,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, save_probabilities: bool = False) -> dict:
     info, cases = raw_cases(raw_dir, split, case_ids)
     inputs = {c.case_id: c.images for c in cases}
-    predict_files(predictor, inputs, out_dir, progress=progress)
+    predict_files(predictor, inputs, out_dir, save_probabilities=save_probabilities, progress=progress)
     return evaluate_predictions(out_dir, raw_dir, split, list(inputs), out_dir)
 
 
 def validate_run(run_dir: Path, data, val_ids: list[str], device: torch.device, tta: bool = True,
-                 progress: bool = True) -> dict | None:
+                 progress: bool = True, save_probabilities: bool | None = None) -> dict | None:
+    """Predict and score the run's validation cases into ``run_dir/validation``.
+    ``save_probabilities=None``: as the run's hyperparameters say (``selfconfig_train --npz``)."""
+    if save_probabilities is None:
+        hp_file = Path(run_dir) / "hyperparameters.json"
+        save_probabilities = bool(hp_file.is_file() and read_json(hp_file).get("save_probabilities"))
     raw_dir = data.roots.raw / data.dataset
     if not (raw_dir / "dataset.json").is_file():
         log.warning("raw dataset %s not found: skipping the final validation", raw_dir)
         return None
     predictor = Predictor.from_checkpoints([run_dir / "checkpoint_final.pt"], device, tta=tta)
-    summary = predict_and_score(predictor, raw_dir, "train", val_ids, run_dir / "validation", progress)
+    summary = predict_and_score(predictor, raw_dir, "train", val_ids, run_dir / "validation", progress,
+                                save_probabilities)
     log.info("validation of %s: %s", run_dir, headline(summary))
     return summary
 

@@ -21,6 +21,7 @@ from selfconfig.training.callbacks import (CheckpointCallback, EpochLogger, Prog
                                            restore_rng_state)
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.loop import Callback, LoopModule, LoopState, fit
+from selfconfig.training.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class RunSpec:
         return [EpochLogger(self.name),
                 self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every, minutes=self.hp.checkpoint_minutes),
                 ProgressPlot(self.folder / "progress.png", self.title),
-                TimeBudgetReport(self.folder / "training_time.json"), *self.extra_callbacks]
+                TimeBudgetReport(self.folder / "training_time.json"), *tracking_callbacks(self.folder, self.title),
+                *self.extra_callbacks]
 
 
 def restore(module: LoopModule, ckpt: dict) -> LoopState:

@@ -105,6 +105,16 @@ class EpochLogger(Callback):
 
 def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", metric: str | None = None) -> None:
     """Loss curves (left) and the validation metric per epoch (right), written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = progress_figure(history, title, metric)
+    atomic_savefig(fig, Path(path), dpi=100)
+    plt.close(fig)
+
+
+def progress_figure(history: dict[str, list[float]], title: str = "", metric: str | None = None):
+    """The progress figure as a matplotlib figure (the caller closes it): the PNG of
+    :func:`plot_progress` and the experiment trackers draw the same one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,9 +139,7 @@ def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", 
     axes[1].grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 class ProgressPlot(Callback):

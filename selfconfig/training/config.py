@@ -29,6 +29,7 @@ class TrainingConfig:
     checkpoint_minutes: float = 5.0  # and whenever this much wall time passed since the last write (mid-epoch too)
     final_validation: bool = True  # predict the fold's validation cases whole at the end
     tta: bool = True  # mirroring at the final validation
+    save_probabilities: bool = False  # the final validation also writes CASE_probabilities.npz (for ensembling)
     ema_best: float = 0.9  # smoothing of the validation metric that picks checkpoint_best
     # wall-clock budgets in minutes of training (--max-minutes): the run stops at the end of the step
     # that passes it, and the learning-rate schedule is fitted to it; epochs x iterations stay the upper bound
