@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 
 
 def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in the same folder")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
+    add_distributed_args(p)
     add_hyperparameter_args(p)
     add_tag_arg(p)
     add_root_args(p)
@@ -91,12 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in available_trainers():
             print(f"{name:20s} {getattr(get_trainer(name), 'description', '')}")
         return 0
+    if wants_launch(args):
+        return launch("selfconfig.cli.train", argv, args.nproc_per_node)
     from selfconfig.training.api import train
+    from selfconfig.training.distributed import is_writer
 
     res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
                 fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
                 continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
                 roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    if not is_writer():
+        return 0  # rank 0 reports for all
     print(f"run folder: {res.run_dir}")
     if res.validation:
         from selfconfig.inference.validation import headline
@@ -107,3 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(run(main))
+
+
+if __name__ == "__main__":  # python -m selfconfig.cli.train (what torchrun starts)
+    entry()
