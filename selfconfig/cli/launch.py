@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-import subprocess
 import sys
 
 from selfconfig.errors import ConfigurationError
@@ -48,6 +47,10 @@ def wants_launch(args: argparse.Namespace) -> bool:
     if launched_by_torchrun():
         log.warning("%s is ignored inside torchrun (it already started the processes)", FLAG)
         return False
+    batch = getattr(args, "batch_size", None)
+    if n > 1 and batch and batch % n:
+        raise ConfigurationError(f"--batch-size {batch} (the global batch) does not split evenly over {n} processes; "
+                                 f"pass a multiple of {n}")
     return n > 1
 
 
@@ -57,11 +60,27 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_args(module: str, argv: list[str], nproc: int) -> list[str]:
+    """torchrun's arguments for ``python -m module argv`` in ``nproc`` processes on this machine
+    (they meet on a free port of the loopback interface)."""
+    return ["--nnodes=1", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1",
+            f"--master-port={free_loopback_port()}", "-m", module, *strip_flag(argv)]
+
+
 def launch(module: str, argv: list[str] | None, nproc: int) -> int:
-    """Run ``python -m module argv`` under ``torchrun --nproc-per-node nproc`` on this machine (the
-    processes meet on a free port of the loopback interface); its exit code."""
-    argv = strip_flag(list(sys.argv[1:] if argv is None else argv))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={nproc}",
-           "--master-addr=127.0.0.1", f"--master-port={free_loopback_port()}", "-m", module, *argv]
-    log.info("starting %d processes: %s", nproc, " ".join(cmd))
-    return subprocess.call(cmd)
+    """Run ``python -m module argv`` under torchrun with ``nproc`` processes; the exit code of the
+    first process that failed (each printed its own one-line error), else 0."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run as torchrun
+
+    args = torchrun_args(module, list(sys.argv[1:] if argv is None else argv), nproc)
+    log.info("starting %d processes: torchrun %s", nproc, " ".join(args))
+    try:
+        torchrun(get_args_parser().parse_args(args))
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        code = failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
+        print(f"selfconfig_{module.rsplit('.', 1)[-1]}: rank {rank} stopped with exit code {code}; the other ranks were stopped",
+              file=sys.stderr)
+        return code
+    return 0

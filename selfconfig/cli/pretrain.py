@@ -70,4 +70,4 @@ def entry() -> None:
 
 
 if __name__ == "__main__":  # python -m selfconfig.cli.pretrain (what torchrun starts)
-    entry()
+    sys.exit(run(main, prog="selfconfig_pretrain"))

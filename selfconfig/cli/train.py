@@ -117,4 +117,4 @@ def entry() -> None:
 
 
 if __name__ == "__main__":  # python -m selfconfig.cli.train (what torchrun starts)
-    entry()
+    sys.exit(run(main, prog="selfconfig_train"))

@@ -172,12 +172,22 @@ def test_the_batch_of_the_plan_is_the_global_batch(monkeypatch):
 
 
 def test_nproc_per_node_starts_torchrun_with_the_same_arguments(monkeypatch):
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
     from selfconfig.cli import launch
 
     calls = []
-    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(torchrun, "run", lambda args: calls.append(args))
     assert launch.launch("selfconfig.cli.train", ["-d", "X", "--nproc-per-node", "2", "--epochs", "3"], 2) == 0
-    cmd = calls[0]
-    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
-    assert cmd[cmd.index("-m", 3):] == ["-m", "selfconfig.cli.train", "-d", "X", "--epochs", "3"]
+    args = calls[0]
+    assert args.nproc_per_node == "2" and args.master_addr == "127.0.0.1" and args.module
+    assert [args.training_script, *args.training_script_args] == ["selfconfig.cli.train", "-d", "X", "--epochs", "3"]
     assert launch.strip_flag(["--nproc-per-node=4", "-f", "1"]) == ["-f", "1"]
+
+    def fails(args):  # a rank that stopped with a user error (exit code 2)
+        failure = ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file="")
+        raise ChildFailedError("selfconfig.cli.train", {1: failure})
+
+    monkeypatch.setattr(torchrun, "run", fails)
+    assert launch.launch("selfconfig.cli.train", ["-d", "X"], 2) == 2
