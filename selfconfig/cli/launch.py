@@ -80,7 +80,7 @@ def launch(module: str, argv: list[str] | None, nproc: int) -> int:
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         code = failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
-        print(f"selfconfig_{module.rsplit('.', 1)[-1]}: rank {rank} stopped with exit code {code}; the other ranks were stopped",
-              file=sys.stderr)
+        prog = f"selfconfig_{module.rsplit('.', 1)[-1]}"
+        print(f"{prog}: rank {rank} stopped with exit code {code}; the other ranks were stopped", file=sys.stderr)
         return code
     return 0
