@@ -162,6 +162,6 @@ def run_loop(spec: RunSpec, module: LoopModule, state: LoopState, train_batches:
         if not dist.is_writer():
             val_batches, progress = None, False
     state = fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=spec.hp.ema_best,
-                desc=spec.desc or spec.name)
+                desc=spec.desc or spec.name, agree=dist.max_over_ranks if dist.is_distributed() else None)
     dist.barrier()
     return state

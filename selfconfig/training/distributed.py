@@ -113,6 +113,17 @@ def broadcast_object(obj):
     return box[0]
 
 
+def max_over_ranks(value: float) -> float:
+    """The largest ``value`` of all ranks (e.g. the loop's elapsed time, so that a wall-clock budget
+    stops every rank at the same step)."""
+    if not is_distributed():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else None
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def barrier() -> None:
     if is_distributed():
         if tdist.get_backend() == "nccl":

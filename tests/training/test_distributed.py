@@ -3,7 +3,7 @@
 A 2-process run writes exactly the files a single-process run writes (rank 0 alone writes), ends
 with identical weights on both ranks (equal to its checkpoint), resumes with ``--continue``, and
 its loss falls like the single-process run's. A GAN pretext task (two optimisers, a gradient
-penalty's double backward) trains data-parallel too.
+penalty's double backward) trains data-parallel too, under a wall-clock budget.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import torch.multiprocessing as mp
 HP = {"epochs": 2, "iters_per_epoch": 4, "val_iters": 1, "num_workers": 0, "checkpoint_every": 1, "batch_size": 4,
       "precision": "fp32", "tta": False}
 EXTENDED = 3  # the run is then extended with --continue to this many epochs
-GAN_HP = {"pretrain_epochs": 1, "pretrain_iters_per_epoch": 2, "val_iters": 1, "num_workers": 0, "batch_size": 2,
-          "precision": "fp32"}
+# a wall-clock budget too: every rank must stop at the same step (rank 0, which validates, is slower)
+GAN_HP = {"pretrain_epochs": 2, "pretrain_iters_per_epoch": 3, "val_iters": 1, "num_workers": 0, "batch_size": 2,
+          "precision": "fp32", "pretrain_max_minutes": 0.02}
 
 
 def _free_loopback_port() -> int:
@@ -43,6 +44,7 @@ def _capture_networks(captured: dict):
         out = real_fit(module, state, *args, **kwargs)
         captured["networks"] = [{k: v.detach().clone() for k, v in net.state_dict().items()}
                                 for net in networks_of(module)]
+        captured["global_step"] = out.global_step
         return out
 
     builder.fit = spy
@@ -65,7 +67,8 @@ def _gan_job(roots, name: str) -> dict:
     captured: dict = {}
     _capture_networks(captured)
     res = run_pretraining("SurrogateWGAN", name, hyperparameters=GAN_HP, roots=roots, progress=False, tag="ddp")
-    return {"history": res.history, "networks": captured["networks"], "trained": res.trained}
+    return {"history": res.history, "networks": captured["networks"], "trained": res.trained,
+            "steps": captured["global_step"]}
 
 
 def _worker(rank: int, world: int, port: int, job, out_dir: str) -> None:
@@ -148,6 +151,7 @@ def test_two_process_gan_pretraining_keeps_both_networks_identical(planned, root
     ranks = run_distributed(functools.partial(_gan_job, roots, "TDGAN"), tmp_path / "ranks")
 
     assert ranks[0]["trained"] and ranks[1]["trained"]
+    assert ranks[0]["steps"] == ranks[1]["steps"] >= 1  # the budget stopped both ranks at the same step
     assert len(ranks[0]["networks"]) >= 2  # critic and generator, each with its own optimiser
     _assert_same_networks(ranks[0]["networks"], ranks[1]["networks"])
     folder = roots.results / "TDGAN" / "pretrain" / "SurrogateWGAN__selfconfigPlans__2d__ddp"
