@@ -11,6 +11,7 @@ import sys
 
 from selfconfig.cli.common import (add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run,
                                    setup_logging)
+from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write checkpoint_latest whenever this many minutes passed since the last (default 5)")
     p.add_argument("--overwrite", action="store_true", help="pre-train again even if a checkpoint exists")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
+    add_distributed_args(p)
     add_tag_arg(p)
     add_logger_arg(p)
     add_root_args(p)
@@ -42,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse(build_parser(), argv, "pretrain")
     setup_logging(args)
+    if wants_launch(args):
+        return launch("selfconfig.cli.pretrain", argv, args.nproc_per_node)
     from selfconfig.pretext.api import run_pretraining
+    from selfconfig.training.distributed import is_writer
 
     overrides = {"pretrain_epochs": args.epochs, "pretrain_iters_per_epoch": args.iters_per_epoch,
                  "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
                               hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
                               roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    if not is_writer():
+        return 0  # rank 0 reports for all
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
     acc = res.summary.get("held_out_accuracy")
@@ -68,3 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(run(main))
+
+
+if __name__ == "__main__":  # python -m selfconfig.cli.pretrain (what torchrun starts)
+    sys.exit(run(main, prog="selfconfig_pretrain"))

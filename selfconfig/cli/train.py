@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in the same folder")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
+    add_distributed_args(p)
     add_hyperparameter_args(p)
     add_tag_arg(p)
     add_logger_arg(p)
@@ -99,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in available_trainers():
             print(f"{name:20s} {getattr(get_trainer(name), 'description', '')}")
         return 0
+    if wants_launch(args):
+        return launch("selfconfig.cli.train", argv, args.nproc_per_node)
     from selfconfig.training.api import train
-
+    from selfconfig.training.distributed import is_writer
     from selfconfig.training.tracking import use_loggers
 
     with use_loggers(args.logger):
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                     fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
                     continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
                     roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+    if not is_writer():
+        return 0  # rank 0 reports for all
     print(f"run folder: {res.run_dir}")
     if res.validation:
         from selfconfig.inference.validation import headline
@@ -118,3 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(run(main))
+
+
+if __name__ == "__main__":  # python -m selfconfig.cli.train (what torchrun starts)
+    sys.exit(run(main, prog="selfconfig_train"))

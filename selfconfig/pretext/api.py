@@ -9,7 +9,9 @@ from selfconfig.errors import ConfigurationError
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
 from selfconfig.pretext.run import PretrainResult, pretrain
-from selfconfig.training.context import open_dataset, pick_device
+from selfconfig.device import pick_device
+from selfconfig.training.context import open_dataset
+from selfconfig.training.distributed import setup
 from selfconfig.training.registry import get_trainer
 
 
@@ -21,7 +23,7 @@ def run_pretraining(trainer: str, dataset: str | int | None = None, *, configura
     if not getattr(cls, "uses_pretraining", False):
         raise ConfigurationError(f"trainer {trainer} has no pre-training stage; pick a Surrogate* strategy")
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
-    dev = pick_device(device)
+    dev = setup(pick_device(device))  # under torchrun: join the process group, one device per rank
     overrides = {k: v for k, v in (hyperparameters or {}).items() if v is not None}
     hp = replace(cls.default_hyperparameters(dev.type), **overrides)
     strategy = cls(hp)

@@ -9,6 +9,7 @@ the second waits and then uses the first one's checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from selfconfig.checkpoint import load_checkpoint, save_checkpoint
 from selfconfig.data.sampler import CaseRef, PatchSampler
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
+from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, find_resume_checkpoint, make_sampler, patch_batches,
                                          restore, run_loop, stream_from)
 from selfconfig.training.callbacks import CheckpointCallback
@@ -80,25 +82,29 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
     out_dir = data.pretrain_dir(strategy_cls.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / CHECKPOINT_NAME
-    lock = FileLock(str(out_dir / ".lock"))
-    if lock.is_locked:
+    # under distributed training rank 0 holds the lock and decides; the other ranks follow it
+    lock = FileLock(str(out_dir / ".lock")) if dist.is_writer() else contextlib.nullcontext()
+    if dist.is_writer() and lock.is_locked:
         log.info("another process is pre-training %s for %s; waiting for it", strategy_cls.name, data.dataset)
     wanted = pretrain_settings(strategy_cls, data, hp)
     with lock:
-        if final.is_file() and not overwrite:
+        if dist.broadcast_object(final.is_file() and not overwrite):
             check_settings(out_dir, recorded_settings(out_dir, final), wanted)
             log.info("using pre-trained checkpoint %s", final)
             summary = read_json(out_dir / SUMMARY_NAME) if (out_dir / SUMMARY_NAME).is_file() else {}
             _log_summary(strategy_cls.name, summary)
             return PretrainResult(final, False, {}, summary)
         if overwrite:  # the request was checked above: only now is the old pre-training discarded
-            for p in out_dir.glob("checkpoint*.pt"):
-                p.unlink()
-            (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
+            if dist.is_writer():
+                for p in out_dir.glob("checkpoint*.pt"):
+                    p.unlink()
+                (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
         elif (out_dir / "checkpoint_latest.pt").is_file() and continue_training:
             check_settings(out_dir, recorded_settings(out_dir, None), wanted)
-        write_json(out_dir / SETTINGS_NAME, wanted)
-        with LogFile(out_dir / "pretraining.log"):
+        if dist.is_writer():
+            write_json(out_dir / SETTINGS_NAME, wanted)
+        dist.barrier()
+        with LogFile(out_dir / "pretraining.log", enabled=dist.is_writer()):
             return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
 
 
@@ -170,7 +176,7 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
         hp = TrainingConfig.from_dict(ckpt["hyperparameters"])
     seed = int(hp.seed) * 1000 + 17
     torch.manual_seed(seed)
-    task = task_cls(data, hp, device, seed=seed)
+    task = task_cls(data, hp, device, seed=dist.rank_seed(seed))  # the task's own random stream, per rank
     pool = unlabeled_pool(data)
     train_refs, val_refs = split_pool(pool, seed)
     cfg = data.config
@@ -179,9 +185,12 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
                       max_seconds=hp.pretrain_max_minutes * 60 if hp.pretrain_max_minutes else None)
     if ckpt is not None:
         state = restore(task, ckpt)
+        dist.reseed_rank_streams(task, seed, state.global_step)
         log.info("resuming pre-training at epoch %d", state.epoch + 1)
-    write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs], "val": [r.case_id for r in val_refs],
-                                       "note": "D^u = training cases without labels + imagesUn; no test case"})
+    if dist.is_writer():
+        write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs],
+                                           "val": [r.case_id for r in val_refs],
+                                           "note": "D^u = training cases without labels + imagesUn; no test case"})
     sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, crop=task.input_patch_size(),
                            oversample=0.0, with_labels=False)
     val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
@@ -217,7 +226,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
                **pretext_summary(state.history, getattr(task, "chance_level", None)),
                "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
                "time_limited": state.time_limited}
-    write_json(out_dir / SUMMARY_NAME, summary)
+    if dist.is_writer():
+        write_json(out_dir / SUMMARY_NAME, summary)
     _log_summary(strategy_cls.name, summary)
     return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
 

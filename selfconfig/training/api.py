@@ -14,6 +14,7 @@ from selfconfig.inference.validation import validate_run
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
 from selfconfig.training.context import open_dataset
+from selfconfig.training.distributed import setup
 from selfconfig.training.registry import get_trainer
 from selfconfig.training.run import RunResult, train_run
 
@@ -23,12 +24,13 @@ def train(trainer: str, dataset: str | int | None = None, *, configuration: str 
           hyperparameters: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
           device: str | None = None, roots: Roots | None = None, progress: bool = True, tag: str = "") -> RunResult:
     """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...),
-    then score it on its validation fold (unless ``final_validation`` is off)."""
+    then score it on its validation fold (unless ``final_validation`` is off). Under ``torchrun``
+    it joins the process group and trains data-parallel (documentation/distributed.md)."""
     cls = get_trainer(trainer)
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
     warn_untrainable(data)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
-                     pick_device(device), progress, validate=validate_run)
+                     setup(pick_device(device)), progress, validate=validate_run)
 
 
 def warn_untrainable(data) -> None:

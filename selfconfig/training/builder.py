@@ -3,7 +3,8 @@
 streams, the callbacks, and the call of the loop.
 
 Both kinds of run describe themselves with a :class:`RunSpec` and hand it with their loop module
-to :func:`run_loop`, so that cross-cutting changes (e.g. distributed training) have one place.
+to :func:`run_loop`. Distributed training (:mod:`selfconfig.training.distributed`) hooks in here:
+the sampler each rank draws from, which callbacks each rank runs, the syncing of the networks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from selfconfig.data.loader import batch_stream
 from selfconfig.data.sampler import CaseRef, PatchSampler, iterate_cases
+from selfconfig.training import distributed as dist
 from selfconfig.training.callbacks import (CheckpointCallback, EpochLogger, ProgressPlot, TimeBudgetReport,
                                            restore_rng_state)
 from selfconfig.training.config import TrainingConfig
@@ -82,10 +84,12 @@ def base_meta(data, hp: TrainingConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------- batches
 def make_sampler(refs: list[CaseRef], cfg, global_batch: int, task: str, seed: int, crop: list[int] | None = None,
                  **kwargs) -> PatchSampler:
-    """The training sampler of this process (the plan's batch is the global batch). ``crop``: the larger
-    patch the workers cut when spatial augmentation samples the plan's patch from it."""
-    return PatchSampler(refs, list(crop or cfg.patch_size), global_batch, task, seed=seed,
-                        final_patch_size=list(cfg.patch_size), **kwargs)
+    """The training sampler of this process. The plan's batch is the *global* batch: under
+    distributed training each rank draws its share of it from its own seed (from seed and rank).
+    ``crop``: the larger patch the workers cut when spatial augmentation samples the plan's patch
+    from it."""
+    return PatchSampler(refs, list(crop or cfg.patch_size), dist.local_batch_size(global_batch), task,
+                        seed=dist.rank_seed(seed), final_patch_size=list(cfg.patch_size), **kwargs)
 
 
 def stream_from(sampler: PatchSampler, hp: TrainingConfig, device: torch.device) -> Callable[[int], Iterator[dict]]:
@@ -150,6 +154,17 @@ def restore(module: LoopModule, ckpt: dict) -> LoopState:
 
 def run_loop(spec: RunSpec, module: LoopModule, state: LoopState, train_batches: Callable[[int], Iterator[dict]],
              val_batches: Callable[[], Iterable[dict]] | None, progress: bool = True) -> LoopState:
-    """Run ``module`` from ``state`` to the end with the spec's callbacks."""
-    return fit(module, state, train_batches, val_batches, spec.callbacks(), progress=progress, ema=spec.hp.ema_best,
-               desc=spec.desc or spec.name)
+    """Run ``module`` from ``state`` to the end with the spec's callbacks.
+
+    Under distributed training every rank steps (gradients averaged at each optimiser step); only
+    rank 0 validates, logs and writes, and every rank leaves after rank 0 wrote the last checkpoint.
+    """
+    callbacks: list[Callback] = spec.callbacks() if dist.is_writer() else []
+    if dist.is_distributed():
+        callbacks = [dist.SyncCallback(), *callbacks]
+        if not dist.is_writer():
+            val_batches, progress = None, False
+    state = fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=spec.hp.ema_best,
+                desc=spec.desc or spec.name, agree=dist.max_over_ranks if dist.is_distributed() else None)
+    dist.barrier()
+    return state

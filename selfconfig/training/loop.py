@@ -116,8 +116,12 @@ def _graceful_interrupt(flag: _StopFlag):
 
 def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Iterator[dict]],
         val_batches: Callable[[], Iterable[dict]] | None, callbacks: list[Callback] = (),
-        progress: bool = True, ema: float = 0.9, desc: str = "train") -> LoopState:
+        progress: bool = True, ema: float = 0.9, desc: str = "train",
+        agree: Callable[[float], float] | None = None) -> LoopState:
     """Run ``module`` from ``state`` (fresh or resumed) to ``state.epochs``.
+
+    ``agree``: makes the processes of a distributed run agree on the time the loop took (e.g. the
+    maximum over the ranks), so that a wall-clock budget stops every rank at the same step.
 
     ``train_batches(start)`` yields the batches with global index ``start, start+1, ...``.
     On KeyboardInterrupt the callbacks' ``on_interrupt`` runs (e.g. writes checkpoint_latest)
@@ -132,7 +136,7 @@ def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Ite
     flag = _StopFlag()
     try:
         with _graceful_interrupt(flag):
-            _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag)
+            _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag, agree)
     except KeyboardInterrupt:
         for cb in callbacks:
             cb.on_interrupt(module, state)
@@ -165,8 +169,9 @@ class TimeBudget:
 
     calibration_steps = 5  # steps of a session before the first estimate (the first one is warm-up)
 
-    def __init__(self, state: LoopState):
+    def __init__(self, state: LoopState, agree: Callable[[float], float] | None = None):
         self.state = state
+        self.agree = agree
         self.session_steps = 0
         self.first_step_done_at = 0.0  # elapsed seconds when this session's first (warm-up) step ended
         self.mark = time.perf_counter()
@@ -179,6 +184,8 @@ class TimeBudget:
         """Add the time since the last tick to the loop's elapsed time."""
         now = time.perf_counter()
         self.state.elapsed_seconds += now - self.mark
+        if self.agree is not None and self.active:
+            self.state.elapsed_seconds = self.agree(self.state.elapsed_seconds)
         self.mark = now
 
     def after_step(self) -> bool:
@@ -215,8 +222,8 @@ class TimeBudget:
                   st.planned_steps, st.max_seconds / 60)
 
 
-def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag) -> None:
-    budget = TimeBudget(state)
+def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, desc, flag, agree=None) -> None:
+    budget = TimeBudget(state, agree)
     while state.epoch < state.epochs:
         bar = tqdm(total=state.iters_per_epoch, initial=state.step_in_epoch, disable=not progress, leave=False,
                    desc=f"{desc} epoch {state.epoch + 1}/{state.epochs}")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from selfconfig.precision import autocast, resolve_precision
+from selfconfig.training.distributed import average_gradients
 from selfconfig.training.loop import LoopState
 
 
@@ -53,10 +54,13 @@ class OptimizationMixin:
         return lr
 
     def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, name: str = "main") -> None:
+        """Backward, average the gradients over the ranks of a distributed run, clip, step."""
+        params = list(params)
         optimizer.zero_grad(set_to_none=True)
         if self.uses_scaler:
             scaler = self.scalers.setdefault(name, torch.amp.GradScaler(self.device.type))
             scaler.scale(loss).backward()
+            average_gradients(params)  # the scale is the same on every rank; an inf anywhere skips everywhere
             if self.grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -64,6 +68,7 @@ class OptimizationMixin:
             scaler.update()
         else:
             loss.backward()
+            average_gradients(params)
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             optimizer.step()

@@ -17,6 +17,7 @@ from selfconfig.dataset.labels import LabelScheme
 from selfconfig.device import pick_device
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
+from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, case_batches, find_resume_checkpoint, make_sampler,
                                          patch_batches, restore, run_loop, scored_after_final, stream_from)
 from selfconfig.training.config import TrainingConfig
@@ -73,7 +74,7 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     hp = replace(trainer_cls.default_hyperparameters(device.type), **overrides).check()
     trainer = trainer_cls(hp)
     trainer.check_compatible(data)
-    run = RunContext.create(data, trainer.name, fold, fraction, device, progress)
+    run = dist.writer_first(lambda: RunContext.create(data, trainer.name, fold, fraction, device, progress))
     run_dir = run.run_dir
     existing = find_resume_checkpoint(run_dir)
     if continue_training and existing is None:
@@ -86,11 +87,14 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
         raise ConfigurationError(
             f"{run_dir} already holds an {what} run ({existing.name}); use --continue to resume or extend it "
             f"(e.g. with more --epochs), or --overwrite to start again")
+    dist.barrier()  # every rank has looked at the folder before rank 0 changes it
     if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh start: no old log, validation or checkpoints
+        if dist.is_writer():
+            shutil.rmtree(run_dir)  # a fresh start: no old log, validation or checkpoints
         existing = None
+    dist.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with LogFile(run_dir / "training.log"):
+    with LogFile(run_dir / "training.log", enabled=dist.is_writer()):
         return _train(trainer, run, hp, existing if continue_training else None, progress, overrides, validate)
 
 
@@ -119,13 +123,15 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     init_record: dict[str, Any] = {}
     if ckpt is None:
         init_record = trainer.initialize_weights(network, run) or {}
-        write_json(run_dir / "cases.json", {"fold": str(run.fold), "fraction": run.fraction,
-                                            "train": run.train_ids, "val": run.val_ids})
-        write_json(run_dir / "hyperparameters.json", hp.to_dict())
-        write_json(run_dir / "initialization.json", init_record)
-        data.plans.save(run_dir / "plans.json")
+        if dist.is_writer():
+            write_json(run_dir / "cases.json", {"fold": str(run.fold), "fraction": run.fraction,
+                                                "train": run.train_ids, "val": run.val_ids})
+            write_json(run_dir / "hyperparameters.json", hp.to_dict())
+            write_json(run_dir / "initialization.json", init_record)
+            data.plans.save(run_dir / "plans.json")
     else:
-        write_json(run_dir / "hyperparameters.json", hp.to_dict())  # an extended run records its new epochs
+        if dist.is_writer():
+            write_json(run_dir / "hyperparameters.json", hp.to_dict())  # an extended run records its new epochs
         init_record = read_json(run_dir / "initialization.json") if (run_dir / "initialization.json").is_file() else {}
     network = network.to(device)
     if hasattr(network, "deep_supervision"):
@@ -135,7 +141,7 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     val_refs = data.case_refs("train", run.val_ids) if run.val_ids else []
     train_labels = [r.label for r in train_refs] if data.task == "classification" else None
     loss = trainer.build_loss(run, train_labels)
-    augmenter = trainer.build_augmenter(data, seed + 1)
+    augmenter = trainer.build_augmenter(data, dist.rank_seed(seed + 1))
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
                               lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip,
                               label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None)
@@ -143,6 +149,7 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
                       max_seconds=hp.max_minutes * 60 if hp.max_minutes else None)
     if ckpt is not None:
         state = restore(module, ckpt)
+        dist.reseed_rank_streams(module, seed, state.global_step)
         if state.time_limited and "epochs" not in overrides:
             pass  # finished by its wall-clock budget: nothing to extend unless more epochs are asked for
         elif hp.epochs != state.epochs:
@@ -178,6 +185,6 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     validation = None
     if not trained and scored_after_final(run_dir, "validation/summary.json"):
         validation = read_json(run_dir / "validation" / "summary.json")  # already scored with this checkpoint
-    elif hp.final_validation and run.val_ids and validate is not None:
+    elif hp.final_validation and run.val_ids and validate is not None and dist.is_writer():
         validation = validate(run_dir, data, run.val_ids, device, hp.tta, progress)
     return RunResult(run_dir, trained, state.history, validation)
