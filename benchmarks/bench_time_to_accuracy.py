@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -89,17 +88,10 @@ def score_snapshot(run_dir: Path, snap: Path, raw_dir: Path, test_ids: list[str]
 def machine() -> dict:
     import torch
 
+    from planners.budget import cpu_model
     from selfconfig.precision import cpu_has_fast_bf16
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "fast_bf16": cpu_has_fast_bf16(), "load_average_at_start": os.getloadavg()[0]}
 
 

@@ -160,22 +160,26 @@ class MachineActivity:
         return ", ".join(parts)
 
 
-def machine_key(precision: str, dim: int) -> str:
-    """What a throughput measurement depends on: CPU model, cores, threads, torch, precision."""
-    import os
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     import platform
 
-    import torch
-
-    model = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{model}|cpus={os.cpu_count()}|threads={torch.get_num_threads()}|torch={torch.__version__}|{precision}|{dim}d"
+    return platform.processor() or platform.machine()
+
+
+def machine_key(precision: str, dim: int) -> str:
+    """What a throughput measurement depends on: CPU model, cores, threads, torch, precision."""
+    import os
+
+    import torch
+
+    return f"{cpu_model()}|cpus={os.cpu_count()}|threads={torch.get_num_threads()}|torch={torch.__version__}|{precision}|{dim}d"
 
 
 class CpuBudgetModel:
