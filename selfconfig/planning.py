@@ -55,14 +55,23 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
                         gpu_memory_gb: float | None = None, cpu_target_seconds: float = 1.0,
                         cpu_gflops: float | None = None, roots: Roots | None = None,
                         progress: bool = True, plans_name: str | None = None,
-                        remeasure_cpu: bool = False) -> PlanAndPreprocessResult:
+                        remeasure_cpu: bool = False, scheduler: str | None = None) -> PlanAndPreprocessResult:
     """Verify the raw dataset, write fingerprint.json and the plans, and preprocess every split.
 
     Nothing is written when verification finds a problem (it raises VerificationError listing all).
+    ``scheduler``: verify and preprocess the cases as tasks on a Dask cluster (an address or
+    ``local:N``) instead of ``num_processes`` local processes.
     """
     from selfconfig.parallel import WorkerPool
 
-    with WorkerPool(num_processes) as pool:
+    if scheduler:
+        from selfconfig.dask_cluster import check_scheduler, dask_pool
+
+        check_scheduler(scheduler)
+        pool_cm = dask_pool(scheduler)
+    else:
+        pool_cm = WorkerPool(num_processes)
+    with pool_cm as pool:
         return _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb,
                                     cpu_target_seconds, cpu_gflops, roots, progress, plans_name, remeasure_cpu)
 

@@ -1,4 +1,4 @@
-"""selfconfig_experiment -d NAME -tr Scratch SurrogateFlip [ImageNet ...] -frac 0.1 0.25 0.5 1.0 -f 0 1 2 3 4 [--budget quick|full] [--epochs N]"""
+"""selfconfig_experiment -d NAME -tr Scratch SurrogateFlip [ImageNet ...] -frac 0.1 0.25 0.5 1.0 -f 0 1 2 3 4 [--budget quick|full] [--epochs N] [--scheduler ADDRESS|local:N]"""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inflate-3d", action="store_const", const=True, help="ImageNet on 3D: kernel inflation")
     p.add_argument("--pretrained-weights", help="ImageNet: weights file (ResNet planners)")
     add_logger_arg(p)
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the cells as tasks on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:N "
+                        "(a local cluster of N workers); needs pip install 'selfconfig[cluster]'")
     add_root_args(p)
     add_common_args(p)
     return p
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
                              configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                              roots=roots_from(args), device=args.device, progress=not args.no_progress,
-                             overrides=overrides)
+                             overrides=overrides, scheduler=args.scheduler)
     print(res.summary_text)
     print(f"results: {res.results_csv}")
     print(f"summary: {res.summary_md}")

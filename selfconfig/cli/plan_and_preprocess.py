@@ -1,4 +1,4 @@
-"""selfconfig_plan_and_preprocess -d NAME [-c 2d 3d] [-np N] [-pl PLANNER] [--verify] [--gpu-memory-gb G]"""
+"""selfconfig_plan_and_preprocess -d NAME [-c 2d 3d] [-np N] [-pl PLANNER] [--verify] [--gpu-memory-gb G] [--scheduler ADDRESS|local:N]"""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--dataset", help="dataset name or nnU-Net id (optional when only one raw dataset exists)")
     p.add_argument("-c", "--configurations", nargs="+", help="configurations to preprocess (default: all planned)")
     p.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="verify and preprocess the cases as tasks on a Dask cluster instead of -np local processes: "
+                        "a scheduler address (tcp://HOST:8786) or local:N; needs pip install 'selfconfig[cluster]'")
     p.add_argument("-pl", "--planner", default="DefaultPlanner", help="planner class name or module:Class")
     p.add_argument("--plans-name", help="name of the plans (default: the planner's)")
     p.add_argument("--verify", action="store_true", help="only verify the dataset and report problems")
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset, configurations=args.configurations, planner=args.planner, num_processes=args.num_processes,
         verify_only=args.verify, gpu_memory_gb=args.gpu_memory_gb, cpu_target_seconds=args.cpu_seconds,
         cpu_gflops=args.cpu_gflops, roots=roots_from(args), progress=not args.no_progress,
-        plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu)
+        plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu, scheduler=args.scheduler)
     n = res.verified_cases
     print(f"{res.dataset}: verified {n['train']} training, {n['test']} test and {n['unlabeled']} unlabeled case(s): no problems")
     for line in res.stale:

@@ -65,12 +65,19 @@ def choose_configuration(data_plans, strategies: list[str], requested: str | Non
 def run_experiment(dataset: str | None, strategies: list[str], fractions: list[float], folds: list[int | str],
                    *, configuration: str | None = None, plans_name: str = DEFAULT_PLANS_NAME, budget: str = "quick",
                    roots: Roots | None = None, device: str | None = None, progress: bool = True,
-                   overrides: dict | None = None) -> ExperimentResult:
+                   overrides: dict | None = None, scheduler: str | None = None) -> ExperimentResult:
+    """``scheduler``: run the cells as tasks on a Dask cluster (an address, or ``local:N``);
+    None runs them one after the other in this process."""
     from selfconfig.experiments.report import write_reports
 
     bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
     if bad:
         raise ConfigurationError(f"fraction(s) {', '.join(f'{f:g}' for f in bad)} out of range: each must be in (0, 1]")
+    if scheduler:
+        from selfconfig.dask_cluster import check_scheduler
+
+        check_scheduler(scheduler)  # before any work (says how to install the cluster extra)
+
     roots = roots or Roots.resolve()
     probe = open_dataset(dataset, None, plans_name, roots)
     config_name = choose_configuration(probe.plans, strategies, configuration)
@@ -104,11 +111,17 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     log.info("experiment on %s/%s (%s budget): %d cell(s), metric %s", data.dataset, config_name, b.name,
              len(cells), metric)
     rows: list[dict] = []
-    bar = tqdm(cells, desc="experiment", disable=not progress)
-    for i, cell in enumerate(bar):
-        bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
-        log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction, cell.fold)
-        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], dev, raw_dir, progress)
+    if scheduler:
+        from selfconfig.experiments.cluster import run_cells_on_cluster
+
+        rows = run_cells_on_cluster(scheduler, data, cells, hp_overrides, device, raw_dir, progress)
+    else:
+        bar = tqdm(cells, desc="experiment", disable=not progress)
+        for i, cell in enumerate(bar):
+            bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
+            log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction,
+                     cell.fold)
+            rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], dev, raw_dir, progress)
     folder = roots.results / data.dataset / "experiment"
     res = ExperimentResult(folder, rows)
     pretraining = {s: read_json(f) for s in strategies
