@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: fp16 on CUDA, bf16 on CPUs with fast bfloat16, else fp32")
+    p.add_argument("--stitch", default="auto", choices=["auto", "device", "cpu"],
+                   help="GPU runs: where a 3D case's windows are stitched; auto: on the GPU unless the volume "
+                        "would take more than half its free memory (a large CT), then on the CPU")
     add_tag_arg(p)
     add_root_args(p)
     add_common_args(p)
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                   plans_name=args.plans, checkpoint=args.checkpoint, tta=not args.no_tta,
                   save_probabilities=args.save_probabilities, step_size=args.step_size, device=args.device,
                   roots=roots_from(args), progress=not args.no_progress, tag=args.tag, precision=args.precision,
-                  postprocessing=args.postprocessing)
+                  postprocessing=args.postprocessing, stitch=args.stitch)
     print(f"predicted {len(res.cases)} case(s) with {len(res.checkpoints)} model(s) into {res.output}")
     return 0
 

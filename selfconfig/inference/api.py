@@ -162,10 +162,12 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
             folds: list[str] | None = None, plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final",
             tta: bool = True, save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
             roots: Roots | None = None, progress: bool = True, tag: str = "", precision: str = "auto",
-            postprocessing: Path | None = None) -> PredictionResult:
+            postprocessing: Path | None = None, stitch: str = "auto") -> PredictionResult:
     """Predict with the folds of one run configuration, or with an ensemble of several (several
     ``configuration`` and/or ``trainer`` values: the mean of their probabilities), and apply a
-    post-processing file when given."""
+    post-processing file when given. ``stitch``: where the sliding windows of a 3D case are put
+    together on a GPU run: auto (on the GPU unless the volume would take more than half its free
+    memory, then on the CPU), device, or cpu."""
     from selfconfig.device import pick_device
 
     roots = roots or Roots.resolve()
@@ -187,7 +189,8 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
                                      f"{name} does not have ({plans.labels})")
     paths_of = [find_checkpoints(roots, name, tr, plans_name, c, fraction, folds, checkpoint, tag) for tr, c in members]
     dev = pick_device(device)
-    predictors = [Predictor.from_checkpoints(p, dev, tta=tta, step_size=step_size, precision=precision)
+    predictors = [Predictor.from_checkpoints(p, dev, tta=tta, step_size=step_size, precision=precision,
+                                             stitch=stitch)
                   for p in paths_of]
     predictor = predictors[0] if len(predictors) == 1 else EnsemblePredictor(predictors)
     paths = [p for ps in paths_of for p in ps]

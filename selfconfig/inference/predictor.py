@@ -66,11 +66,38 @@ def mirror_combinations(n_spatial: int, enabled: bool) -> list[tuple[int, ...]]:
     return [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
 
 
+#: the stitched volume may take at most this share of the GPU memory free at the start of a case
+STITCH_FREE_MEMORY_SHARE = 0.5
+
+
+def stitch_bytes(num_outputs: int, in_channels: int, spatial_shape, mirroring: bool) -> int:
+    """Bytes the stitching of one case holds on its device, in float32: the input (and its
+    mirrored copy), MONAI's output and count maps, the softmax, and the running sum of the
+    mirrorings/ensemble members."""
+    voxels = int(np.prod([int(s) for s in spatial_shape]))
+    per_voxel = in_channels * (2 if mirroring else 1) + num_outputs * 3 + 1
+    return 4 * voxels * per_voxel
+
+
+def choose_stitch_device(device: torch.device, needed_bytes: int, free_bytes: int | None = None,
+                         share: float = STITCH_FREE_MEMORY_SHARE) -> torch.device:
+    """Where the sliding windows are stitched (MONAI's ``device``; the windows run on ``device``,
+    MONAI's ``sw_device``): on the GPU when the whole volume fits into ``share`` of its free
+    memory, else on the CPU, so that a large CT does not run out of GPU memory."""
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    if needed_bytes > share * free_bytes:
+        return torch.device("cpu")
+    return device
+
+
 class Predictor:
     """Ensemble of the models of one run configuration (e.g. its folds)."""
 
     def __init__(self, models: list[LoadedModel], device: torch.device, tta: bool = True, step_size: float = 0.5,
-                 sw_batch_size: int = 4, precision: str = "auto"):
+                 sw_batch_size: int = 4, precision: str = "auto", stitch: str = "auto"):
         if not models:
             raise CheckpointError("no model to predict with")
         first = models[0]
@@ -92,6 +119,9 @@ class Predictor:
         self.label_scheme = LabelScheme.of(self.plans) if self.plans.task == "segmentation" else None
         # region-based models have one sigmoid output per region; every other model a softmax
         self.sigmoid = bool(self.label_scheme is not None and self.label_scheme.has_regions)
+        if stitch not in ("auto", "device", "cpu"):
+            raise ConfigurationError(f"stitch={stitch!r} is not one of auto, device, cpu")
+        self.stitch = stitch  # auto: on the device unless the volume is too large for its free memory
 
     @classmethod
     def from_checkpoints(cls, paths: list[Path], device: torch.device | None = None, **kw) -> "Predictor":
@@ -116,10 +146,25 @@ class Predictor:
             raise IncompatibleDatasetError(f"{source}: is a 2D image but the model was trained on 3D volumes")
 
     # ------------------------------------------------------------------ core
+    def stitch_device(self, shape) -> torch.device:
+        """Where a 3D case of preprocessed ``shape`` (C, Z, Y, X) is stitched (see :func:`choose_stitch_device`)."""
+        if self.stitch == "device" or self.device.type != "cuda":
+            return self.device
+        if self.stitch == "cpu":
+            return torch.device("cpu")
+        outputs = self.label_scheme.num_outputs if self.label_scheme is not None else self.plans.num_classes
+        need = stitch_bytes(outputs, int(shape[0]), shape[1:], self.tta)
+        where = choose_stitch_device(self.device, need)
+        if where != self.device:
+            log.info("case of %s voxels: stitching the windows on the CPU (about %.1f GB), the network runs on %s",
+                     "x".join(str(int(s)) for s in shape[1:]), need / 1e9, self.device)
+        return where
+
     @torch.inference_mode()
     def _network_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax (regions: sigmoid) probabilities of the ensemble on a preprocessed tensor (B, C, *spatial), with
-        sliding window for segmentation and mirroring when enabled."""
+        sliding window for segmentation and mirroring when enabled. The windows run on the
+        predictor's device; they are stitched where ``x`` lies."""
         patch = list(self.config.patch_size)
         n_sp = x.ndim - 2
         total = None
@@ -133,7 +178,7 @@ class Predictor:
                         logits = sliding_window_inference(
                             xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model.network,
                             overlap=1.0 - self.step_size, mode="gaussian", sigma_scale=0.125,
-                            padding_mode="constant", cval=0.0)
+                            padding_mode="constant", cval=0.0, sw_device=self.device, device=x.device)
                         probs = torch.sigmoid(logits.float()) if self.sigmoid else torch.softmax(logits.float(), 1)
                         if dims:
                             probs = torch.flip(probs, dims)
@@ -145,7 +190,7 @@ class Predictor:
 
     def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed case (C, Z, Y, X) -> segmentation (K, Z, Y, X) or (K,)."""
-        x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(data))
         if self.task == "classification":
             from selfconfig.data.sampler import crop_with_pad
 
@@ -155,7 +200,8 @@ class Predictor:
             arr = crop_with_pad(arr, start, patch)
             return self._network_probs(torch.from_numpy(arr)[None].to(self.device))[0].cpu().numpy()
         if self.config.dim == 3:
-            return self._network_probs(x[None])[0].cpu().numpy()
+            return self._network_probs(x.to(self.stitch_device(x.shape))[None])[0].cpu().numpy()
+        x = x.to(self.device)
         # 2D configuration: slices of (C, Z, Y, X) as a batch
         out = []
         step = 16

@@ -216,3 +216,31 @@ def test_predict_ensembles_every_finished_fold(planned, roots, tmp_path, fast_hp
     p_one = pd.read_csv(tmp_path / "one" / "predictions.csv").filter(like="prob_").to_numpy()
     np.testing.assert_allclose(p_both.sum(1), 1.0, atol=1e-5)
     assert not np.allclose(p_both, p_one), "the ensemble equals a single fold"
+
+
+def test_large_volumes_are_stitched_on_the_cpu(planned, roots, monkeypatch):
+    """The decision (no GPU here): the windows run on the GPU and the volume is stitched there,
+    unless it would take more than half of the GPU's free memory; then it is stitched on the CPU."""
+    import torch
+
+    from selfconfig.inference.predictor import (LoadedModel, Predictor, build_network_for, choose_stitch_device,
+                                                stitch_bytes)
+    from selfconfig.planning import load_plans
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    ct = stitch_bytes(num_outputs=4, in_channels=1, spatial_shape=(400, 512, 512), mirroring=True)
+    assert ct == 4 * 400 * 512 * 512 * (2 + 12 + 1)  # about 6.3 GB in float32
+    assert choose_stitch_device(gpu, ct, free_bytes=40 * 2**30) == gpu
+    assert choose_stitch_device(gpu, ct, free_bytes=10 * 2**30) == cpu
+    assert choose_stitch_device(cpu, ct, free_bytes=0) == cpu  # a CPU run stitches where it runs
+
+    planned("STITCH", task="segmentation", dim=3, n_train=2, configurations=["3d"])
+    plans = load_plans(roots.preprocessed / "STITCH")
+    model = LoadedModel(build_network_for(plans, "3d"), plans, "3d", "Scratch", roots.results / "x.pt")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 16 * 2**30))
+    auto = Predictor([model], gpu, tta=True, precision="fp32")
+    assert auto.stitch_device((1, 64, 128, 128)) == gpu
+    assert auto.stitch_device((1, 400, 512, 512)) == cpu
+    assert Predictor([model], gpu, precision="fp32", stitch="device").stitch_device((1, 400, 512, 512)) == gpu
+    assert Predictor([model], gpu, precision="fp32", stitch="cpu").stitch_device((1, 64, 128, 128)) == cpu
+    assert Predictor([model], cpu, precision="fp32", stitch="cpu").stitch_device((1, 400, 512, 512)) == cpu
