@@ -23,7 +23,7 @@ PACKAGE = Path(selfconfig.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors"},
     {"utils"},  # atomic writes turn OS errors into selfconfig errors
-    {"parallel", "precision", "paths", "logs", "checkpoint", "device"},
+    {"parallel", "dask_cluster", "precision", "paths", "logs", "checkpoint", "device"},
     {"dataset", "plans"},
     {"fingerprint", "preprocessing", "networks", "augment", "evaluation", "examples"},
     {"data", "planning"},

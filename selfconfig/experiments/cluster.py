@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from selfconfig import paths
 from selfconfig.dask_cluster import GPU_RESOURCE, connect, share_of_cores, worker_resources, workers_per_host
 from selfconfig.errors import SelfconfigError
 from selfconfig.paths import Roots
-from selfconfig.training.context import DatasetContext, open_dataset, pick_device
+from selfconfig.device import pick_device
+from selfconfig.training.context import DatasetContext, open_dataset
 from selfconfig.training.registry import get_trainer
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ def _cell_task(spec: GridSpec, cell, overrides: dict[str, Any], *after: Any) -> 
 
     overrides = _prepare_worker(spec, overrides)
     data, cls = spec.open(), get_trainer(cell.strategy)
-    run_dir = paths.run_dir(data.roots, data.dataset, cls.name, data.plans.plans_name, data.configuration,
-                            cell.fraction, cell.fold, data.tag)
+    run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(run_dir.parent / f".{run_dir.name}.lock")):
         return run_cell(cls, data, cell, overrides, worker_device(spec.device), Path(spec.raw_dir), False)
