@@ -34,8 +34,8 @@ from selfconfig.experiments.grid import run_experiment
 from selfconfig.paths import Roots
 roots = Roots.resolve()
 overrides = {"epochs": 2, "iters_per_epoch": 5, "val_iters": 2, "num_workers": 0, "pretrain_epochs": 1,
-             "pretrain_iters_per_epoch": 5, "tta": False}
-scheduler = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "none" else None
+             "pretrain_iters_per_epoch": 5, "tta": False, "precision": sys.argv[2]}
+scheduler = sys.argv[1] if sys.argv[1] != "none" else None
 res = run_experiment("LUNG_LOBES", ["Scratch", "SurrogateFlip"], [0.5, 1.0], [0], configuration="3d", roots=roots,
                      progress=False, overrides=overrides, scheduler=scheduler)
 print(res.results_csv)
@@ -49,6 +49,9 @@ def main() -> int:
     p.add_argument("--train-cases", type=int, default=6)
     p.add_argument("--test-cases", type=int, default=2)
     p.add_argument("--cpu-gflops", type=float, default=25.0)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "auto"],
+                   help="fp32 (default): the same numbers with 1 or 2 torch threads; auto (bf16 on this CPU) rounds "
+                        "gradients differently with another thread count, so the modes' scores differ slightly")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/selfconfig_bench/grid"))
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -73,7 +76,7 @@ def main() -> int:
             results = work / f"res_{sched.replace(':', '')}_{rep}"
             subprocess.run(["rm", "-rf", str(results)], check=True)
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-c", RUN, sched], env={**env, "SELFCONFIG_RESULTS": str(results)},
+            r = subprocess.run([sys.executable, "-c", RUN, sched, args.precision], env={**env, "SELFCONFIG_RESULTS": str(results)},
                                capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if r.returncode != 0:
@@ -96,7 +99,7 @@ def main() -> int:
     print(f"\nresults.csv identical in every run (run folder root aside): {same}")
     out = args.out or work / "grid.json"
     out.write_text(json.dumps({"benchmark": "grid", "machine": machine_info(), "loadavg_before": load_before,
-                               "summary": summary, "identical_results": same,
+                               "summary": summary, "identical_results": same, "precision": args.precision,
                                "cells": "Scratch, SurrogateFlip x fractions 0.5, 1.0 x fold 0 (+1 pre-training)",
                                "runs": runs}, indent=2))
     print(f"JSON: {out}")
