@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.validate import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_export_model",
+    p = Parser(prog="selfconfig_export_model",
                                 description="Write a trained model (plans, checkpoints, post-processing, model card) "
                                             "into one zip that selfconfig_install_model installs elsewhere.")
     p.add_argument("-d", "--dataset", help="dataset (optional when only one)")
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # one-line errors (Parser); -o is a .zip, not a folder
     setup_logging(args)
     from selfconfig.inference.export import export_model
     from selfconfig.training.registry import get_trainer

@@ -9,10 +9,11 @@ import argparse
 import sys
 
 from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.validate import Parser, parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="selfconfig_find_best_configuration",
         description="Pick the best configuration (or ensemble of two) by cross-validated Dice and decide per "
                     "class whether keeping only the largest connected component helps.")
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "find_best_configuration")
     setup_logging(args)
     from selfconfig.experiments.best_configuration import find_best_configuration
 

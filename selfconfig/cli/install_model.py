@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from selfconfig.cli.common import add_common_args, add_root_args, roots_from, run, setup_logging
+from selfconfig.cli.validate import Parser, parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfconfig_install_model",
+    p = Parser(prog="selfconfig_install_model",
                                 description="Check a model package and install it into the results root, where "
                                             "selfconfig_predict finds it (no dataset needed).")
     p.add_argument("package", help="the .zip written by selfconfig_export_model")
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv, "install_model")
     setup_logging(args)
     from selfconfig.inference.install import install_model
 
