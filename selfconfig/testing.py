@@ -66,14 +66,9 @@ def _tumour_case(rng, shape):
     return np.stack([t1, flair]).astype(np.float32) * 100, seg
 
 
-def write_region_dataset(raw: Path, name: str = "TINYREGIONS", *, n_train: int = 5, n_test: int = 1,
-                         shape=(16, 24, 24), seed: int = 0, with_ignore: bool = False) -> Path:
-    """A tiny BraTS-like raw dataset in nnU-Net v2 form: two channels (T1, FLAIR), labels 1-3
-    nested, and region labels ``whole tumor`` [1, 2, 3] > ``tumor core`` [2, 3] > ``enhancing
-    tumor`` [3] with ``regions_class_order`` [1, 2, 3]. ``with_ignore``: a slab of each training
-    label is marked ``ignore`` (value 4)."""
-    import json
-
+def _write_tumour_cases(raw: Path, name: str, n_train: int, n_test: int, shape, seed: int, case) -> Path:
+    """Write ``n_train + n_test`` tumour cases of ``shape`` into a new raw dataset folder; ``case(image,
+    seg, split)`` turns each generated case into the channels and the label map to write."""
     from selfconfig.dataset.geometry import Geometry
     from selfconfig.dataset.io import write_image, write_segmentation
 
@@ -85,12 +80,27 @@ def write_region_dataset(raw: Path, name: str = "TINYREGIONS", *, n_train: int =
     for i in range(n_train + n_test):
         split = "Tr" if i < n_train else "Ts"
         cid = f"{name.lower()}_{i:03d}"
-        image, seg = _tumour_case(rng, tuple(shape))
-        if with_ignore and split == "Tr":
-            seg[:, :, : shape[2] // 4] = 4
+        image, seg = case(*_tumour_case(rng, tuple(shape)), split)
         for c in range(image.shape[0]):
             write_image(image[c:c + 1], geom, out / f"images{split}" / f"{cid}_{c:04d}.nii.gz")
         write_segmentation(seg, geom, out / f"labels{split}" / f"{cid}.nii.gz")
+    return out
+
+
+def write_region_dataset(raw: Path, name: str = "TINYREGIONS", *, n_train: int = 5, n_test: int = 1,
+                         shape=(16, 24, 24), seed: int = 0, with_ignore: bool = False) -> Path:
+    """A tiny BraTS-like raw dataset in nnU-Net v2 form: two channels (T1, FLAIR), labels 1-3
+    nested, and region labels ``whole tumor`` [1, 2, 3] > ``tumor core`` [2, 3] > ``enhancing
+    tumor`` [3] with ``regions_class_order`` [1, 2, 3]. ``with_ignore``: a slab of each training
+    label is marked ``ignore`` (value 4)."""
+    import json
+
+    def case(image, seg, split):
+        if with_ignore and split == "Tr":
+            seg[:, :, : shape[2] // 4] = 4
+        return image, seg
+
+    out = _write_tumour_cases(raw, name, n_train, n_test, shape, seed, case)
     labels = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
     if with_ignore:
         labels["ignore"] = 4
@@ -106,22 +116,12 @@ def write_ignore_dataset(raw: Path, name: str = "TINYIGNORE", *, n_train: int = 
     and ``ignore`` 3 marking a band of each label map (as scribble or partial annotations do)."""
     import json
 
-    from selfconfig.dataset.geometry import Geometry
-    from selfconfig.dataset.io import write_image, write_segmentation
-
-    rng = np.random.default_rng(seed)
-    out = Path(raw) / name
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    geom = Geometry(spacing=(1.0, 1.0, 1.0), shape=tuple(shape), dim=3, file_ending=".nii.gz")
-    for i in range(n_train + n_test):
-        split = "Tr" if i < n_train else "Ts"
-        cid = f"{name.lower()}_{i:03d}"
-        image, seg = _tumour_case(rng, tuple(shape))
+    def case(image, seg, split):
         seg = np.where(seg >= 2, 2, seg).astype(np.uint8)
         seg[:, : shape[1] // 5] = 3  # unlabelled band
-        write_image(image[1:2], geom, out / f"images{split}" / f"{cid}_0000.nii.gz")
-        write_segmentation(seg, geom, out / f"labels{split}" / f"{cid}.nii.gz")
+        return image[1:2], seg
+
+    out = _write_tumour_cases(raw, name, n_train, n_test, shape, seed, case)
     ds = {"channel_names": {"0": "MR"}, "labels": {"background": 0, "blob": 1, "rim": 2, "ignore": 3},
           "numTraining": n_train, "file_ending": ".nii.gz", "name": name}
     (out / "dataset.json").write_text(json.dumps(ds, indent=1))
