@@ -16,6 +16,8 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iters-per-epoch", type=int)
     g.add_argument("--val-iters", type=int, help="validation batches per epoch")
     g.add_argument("--lr", type=float, help="initial learning rate")
+    g.add_argument("--warmup-fraction", type=float,
+                   help="linear learning-rate warm-up over this fraction of the run's iterations (default: the trainer's)")
     g.add_argument("--optimizer", choices=["sgd", "adamw"], help="default: adamw on CPU, sgd (nnU-Net's) on GPU")
     g.add_argument("--batch-size", type=int, help="default: the plans' batch size")
     g.add_argument("--seed", type=int)
@@ -45,7 +47,7 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
                         "selfconfig_find_best_configuration ensembles (it predicts them itself when missing)")
 
 
-HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
+HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "warmup_fraction", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "checkpoint_minutes", "class_weights", "augment", "final_validation", "precision", "pretrain_epochs",
            "pretrain_iters_per_epoch", "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes",
            "pretrain_max_minutes", "save_probabilities")

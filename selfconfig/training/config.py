@@ -17,6 +17,7 @@ class TrainingConfig:
     nesterov: bool = True
     weight_decay: float = 3e-5
     poly_exponent: float = 0.9
+    warmup_fraction: float = 0.0  # linear learning-rate warm-up over this fraction of the run's steps
     grad_clip: float = 12.0
     batch_size: int | None = None  # None: the plans' batch size
     deep_supervision: bool = True
@@ -81,6 +82,8 @@ class TrainingConfig:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 bad(name, v, "it must be a finite number greater than 0")
+        if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
+            bad("warmup_fraction", self.warmup_fraction, "it must be at least 0 and below 1")
         for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

@@ -18,8 +18,14 @@ from selfconfig.training.distributed import average_gradients
 from selfconfig.training.loop import LoopState
 
 
-def poly_lr(initial: float, step: int, total: int, exponent: float = 0.9) -> float:
-    """nnU-Net's polynomial decay, per iteration."""
+def poly_lr(initial: float, step: int, total: int, exponent: float = 0.9, warmup_steps: int = 0) -> float:
+    """nnU-Net's polynomial decay, per iteration; with ``warmup_steps`` > 0 the rate first rises
+    linearly from ``initial / warmup_steps`` to ``initial`` over those steps and then decays over
+    the rest."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return initial * (step + 1) / warmup_steps
+    if warmup_steps > 0:
+        step, total = step - warmup_steps, total - warmup_steps
     return initial * (1 - min(step, max(total - 1, 0)) / max(total, 1)) ** exponent
 
 

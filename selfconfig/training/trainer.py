@@ -83,7 +83,7 @@ class Trainer:
         return make_optimizer(network.parameters(), hp, hp.lr)
 
     def learning_rate(self, step: int, total: int, hp: TrainingConfig) -> float:
-        return poly_lr(hp.lr, step, total, hp.poly_exponent)
+        return poly_lr(hp.lr, step, total, hp.poly_exponent, int(round(hp.warmup_fraction * total)))
 
     def build_loss(self, run: "RunContext", train_labels: list[int] | None = None) -> nn.Module:
         if run.data.task == "segmentation":
