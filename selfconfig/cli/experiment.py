@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="selfconfig_experiment",
         description="The paper's protocol: every strategy x label fraction x fold, scored on the test set and the "
-                    "validation folds; writes results.csv, summary.md and figure.png.")
+                    "validation folds; writes results.csv, paired.csv, summary.md (with the paper's claims on the "
+                    "bundled examples) and figure.png.")
     p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
     p.add_argument("-tr", "--trainers", nargs="+", default=["Scratch"], help="strategies (Scratch first: the baseline)")
     p.add_argument("-frac", "--fractions", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                              overrides=overrides, scheduler=args.scheduler)
     print(res.summary_text)
     print(f"results: {res.results_csv}")
+    print(f"paired:  {res.paired_csv}")
     print(f"summary: {res.summary_md}")
     print(f"figure:  {res.figure}")
     return 0

@@ -2,7 +2,7 @@
 
 Every missing cell is trained (pre-training once per strategy), scored on the held-out test set
 and on its validation fold; finished cells are skipped, interrupted ones resume. Results go to
-``results/NAME/experiment/`` (results.csv, summary.md, figure.png).
+``results/NAME/experiment/`` (results.csv, paired.csv, summary.md, figure.png).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from selfconfig.errors import ConfigurationError
 from selfconfig.experiments.budgets import budget_hyperparameters, get_budget, pretext_cost
+from selfconfig.experiments.claims import claims_for
 from selfconfig.experiments.scoring import metric_value, primary_metric
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
@@ -42,6 +43,7 @@ class ExperimentResult:
     folder: Path
     rows: list[dict] = field(default_factory=list)
     results_csv: Path | None = None
+    paired_csv: Path | None = None
     summary_md: Path | None = None
     figure: Path | None = None
     summary_text: str = ""
@@ -107,7 +109,8 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     raw_dir = roots.raw / data.dataset
     if not (raw_dir / "dataset.json").is_file():
         raise ConfigurationError(f"the raw dataset {raw_dir} is needed to score the test set; it is missing")
-    metric = primary_metric(_info(raw_dir))
+    info = _info(raw_dir)
+    metric = primary_metric(info)
     log.info("experiment on %s/%s (%s budget): %d cell(s), metric %s", data.dataset, config_name, b.name,
              len(cells), metric)
     rows: list[dict] = []
@@ -126,7 +129,8 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     res = ExperimentResult(folder, rows)
     pretraining = {s: read_json(f) for s in strategies
                    if (f := data.pretrain_dir(s) / "pretrain_summary.json").is_file()}
-    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining)
+    claims = claims_for(data.dataset, info.extra.get("surrogate_task"))
+    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining, claims)
     return res
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from selfconfig.experiments.statistics import WILCOXON_MIN_FOLDS, fmt_interval, paired_difference, wilcoxon_smallest_p
 from selfconfig.utils import atomic_savefig, atomic_write_text
 
 SPLIT_TITLES = {"test": "held-out test set", "val": "validation folds"}
@@ -29,23 +30,15 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_tests(df: pd.DataFrame, baseline: str = "Scratch") -> pd.DataFrame:
-    """For each split and fraction: each strategy against the baseline, paired over folds
-    (t-test on the per-fold differences; needs >= 2 folds)."""
-    from scipy import stats
-
+    """For each split and fraction: each strategy against the baseline, paired over folds: mean
+    difference, its 95 % interval and the paired t-test (needs >= 2 folds), a Wilcoxon p from 6
+    folds on (:func:`selfconfig.experiments.statistics.paired_difference`)."""
+    if df.empty or baseline not in set(df["strategy"]):
+        return pd.DataFrame()
     rows = []
     for (split, frac), sub in df.groupby(["split", "fraction"]):
-        base = sub[sub["strategy"] == baseline].set_index("fold")["value"]
         for strat in sorted(set(sub["strategy"]) - {baseline}):
-            other = sub[sub["strategy"] == strat].set_index("fold")["value"]
-            common = sorted(set(base.index) & set(other.index))
-            diff = (other[common] - base[common]).to_numpy(dtype=float)
-            p = float("nan")
-            if len(common) >= 2 and np.nanstd(diff) > 0:
-                p = float(stats.ttest_rel(other[common], base[common]).pvalue)
-            rows.append({"split": split, "fraction": frac, "strategy": strat, "baseline": baseline,
-                         "mean_difference": float(np.mean(diff)) if len(diff) else float("nan"),
-                         "n_folds": len(common), "p_value": p})
+            rows.append(paired_difference(df, split, frac, strat, baseline))
     return pd.DataFrame(rows)
 
 
@@ -56,7 +49,11 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget: str, metric: str,
-                     strategies: list[str], fractions: list[float]) -> str:
+                     strategies: list[str], fractions: list[float], claims: tuple = (),
+                     pretraining: dict[str, dict] | None = None) -> str:
+    """summary.md; ``pretraining``: the surrogate arms' pre-training summaries; ``claims``: the
+    paper's claims that apply to this dataset (:func:`selfconfig.experiments.claims.claims_for`),
+    judged in the last section."""
     agg = aggregate(df)
     lines = [f"# Experiment: {dataset}", "",
              f"Configuration `{configuration}`, budget `{budget}`, metric `{metric}` "
@@ -78,14 +75,59 @@ def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget:
         lines.append("")
     tests = paired_tests(df)
     if not tests.empty:
-        lines += ["## Paired comparison with Scratch (per fraction, across folds)", "",
-                  "| split | labels | strategy | mean difference | folds | p (paired t-test) |", "|---|---|---|---|---|---|"]
-        for _, r in tests.sort_values(["split", "fraction", "strategy"]).iterrows():
-            p = "n/a (needs 2 folds)" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
-            lines.append(f"| {r['split']} | {r['fraction'] * 100:g} % | {r['strategy']} | "
-                         f"{r['mean_difference']:+.3f} | {r['n_folds']} | {p} |")
-        lines.append("")
+        lines += paired_markdown(tests)
+    if pretraining:
+        lines += [pretraining_markdown(pretraining)]
+    if claims:
+        from selfconfig.experiments.claims import claims_markdown
+
+        near_chance = {s for s, p in (pretraining or {}).items() if p.get("near_chance")}
+        lines += [claims_markdown(df, claims, fractions, metric, near_chance)]
     return "\n".join(lines)
+
+
+def _p(p: float, n: int) -> str:
+    if not math.isnan(p):
+        return f"{p:.3g}"
+    return "n/a (needs 2 folds)" if n < 2 else "n/a (no spread)"
+
+
+def paired_markdown(tests: pd.DataFrame) -> list[str]:
+    """The comparison with the baseline: difference with its 95 % interval and the paired t-test
+    per split x fraction x strategy; a Wilcoxon column only where it can mean something."""
+    wilcoxon = bool((tests["n_folds"] >= WILCOXON_MIN_FOLDS).any())
+    lines = [f"## Paired comparison with {tests['baseline'].iloc[0]} (per fraction, across folds)", "",
+             "Difference = strategy minus baseline, fold by fold; the 95 % confidence interval is from the t "
+             "distribution with folds - 1 degrees of freedom (none with 1 fold). On the test set every fold is "
+             "scored on the same cases: the interval covers the variation between training folds.", "",
+             "| split | labels | strategy | difference [95 % CI] | folds | p (paired t-test) |"
+             + (" p (Wilcoxon) |" if wilcoxon else ""),
+             "|---|---|---|---|---|---|" + ("---|" if wilcoxon else "")]
+    for _, r in tests.sort_values(["split", "fraction", "strategy"]).iterrows():
+        n = int(r["n_folds"])
+        cells = [r["split"], f"{r['fraction'] * 100:g} %", r["strategy"], fmt_interval(r.to_dict()), str(n),
+                 _p(r["p_value"], n)]
+        if wilcoxon:
+            cells.append(f"{r['p_wilcoxon']:.3g}" if not math.isnan(r["p_wilcoxon"])
+                         else f"n/a (needs {WILCOXON_MIN_FOLDS} folds)")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    n_max = int(tests["n_folds"].max())
+    if not wilcoxon and n_max >= 2:
+        lines += [f"No Wilcoxon signed-rank test: with {n_max} folds its exact two-sided p value cannot go below "
+                  f"{wilcoxon_smallest_p(n_max):.3g} whatever the data, so it could not show a difference at 0.05; "
+                  f"it is reported from {WILCOXON_MIN_FOLDS} folds on.", ""]
+    return lines
+
+
+def paired_csv(tests: pd.DataFrame) -> str:
+    """paired.csv: per split x fraction x strategy, both arms' mean and sd over the paired folds,
+    the difference with its interval, and the p values."""
+    cols = ["split", "fraction", "strategy", "baseline", "n_folds", "mean", "sd", "baseline_mean", "baseline_sd",
+            "mean_difference", "sd_difference", "ci_low", "ci_high", "p_value", "p_wilcoxon"]
+    if tests.empty:
+        return ",".join(cols) + "\n"
+    return tests.sort_values(["split", "fraction", "strategy"])[cols].to_csv(index=False)
 
 
 def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strategies: list[str],
@@ -133,15 +175,16 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
 
 
 def write_reports(res, dataset: str, configuration: str, budget: str, metric: str, strategies: list[str],
-                  fractions: list[float], pretraining: dict[str, dict] | None = None) -> None:
+                  fractions: list[float], pretraining: dict[str, dict] | None = None, claims: tuple = ()) -> None:
     folder = Path(res.folder)
     folder.mkdir(parents=True, exist_ok=True)
     df = results_frame(res.rows)
     res.results_csv = folder / "results.csv"
     atomic_write_text(res.results_csv, df.to_csv(index=False))
-    res.summary_text = summary_markdown(df, dataset, configuration, budget, metric, strategies, fractions)
-    if pretraining:
-        res.summary_text += "\n" + pretraining_markdown(pretraining)
+    res.paired_csv = folder / "paired.csv"
+    atomic_write_text(res.paired_csv, paired_csv(paired_tests(df)))
+    res.summary_text = summary_markdown(df, dataset, configuration, budget, metric, strategies, fractions, claims,
+                                        pretraining)
     res.summary_md = folder / "summary.md"
     atomic_write_text(res.summary_md, res.summary_text + "\n")
     res.figure = folder / "figure.png"

@@ -23,6 +23,9 @@ def test_experiment_grid_writes_outputs_and_resumes(planned, roots):
     assert df["value"].between(0, 1).all()
     text = res.summary_md.read_text()
     assert "Paired comparison with Scratch" in text and "SurrogateFlip" in text
+    assert "The paper's claims" not in text  # not one of the bundled examples
+    paired = pd.read_csv(res.paired_csv)  # 2 splits x 2 fractions, SurrogateFlip against Scratch over 2 folds
+    assert len(paired) == 4 and (paired["n_folds"] == 2).all() and paired["ci_low"].notna().all()
     # one pre-training served every cell
     pre = list((roots.results / "EXP" / "pretrain").glob("*/checkpoint.pt"))
     assert len(pre) == 1

@@ -21,3 +21,136 @@ def test_figure_y_axis_spans_zero_to_one(tmp_path, monkeypatch):
     df = report.results_frame(_rows({"Scratch": [-0.2, float("nan")]}))
     report.plot_figure(df, tmp_path / "g.png", "D", "kappa", ["Scratch"], [0.1, 0.25], "3d", "quick")
     assert saved["ylim"][0] < -0.2
+
+
+# ---------------------------------------------------------------- paired differences and the paper's claims
+
+BASE = [0.5, 0.6, 0.7]  # Scratch on folds 0, 1, 2
+UP = [0.02, 0.03, 0.04]  # mean +0.03, sd 0.01: 95 % CI 0.03 ± t(0.975, 2) 0.01 / sqrt(3) = [+0.005, +0.055]
+SPREAD = [-0.01, 0.01, 0.03]  # mean +0.01, sd 0.02: [-0.040, +0.060]
+
+
+def _folds(arms: dict[str, dict[float, list[float]]], split: str = "test", metric: str = "kappa"):
+    """Rows of a hand-made grid: arms[strategy][fraction] = the value on each fold."""
+    return report.results_frame([
+        {"dataset": "D", "strategy": s, "fraction": f, "fold": str(k), "split": split, "metric": metric, "value": v}
+        for s, by_fraction in arms.items() for f, values in by_fraction.items() for k, v in enumerate(values)])
+
+
+def _plus(a, b):
+    return [x + y for x, y in zip(a, b)]
+
+
+def test_paired_difference_has_the_t_interval_and_p_value():
+    from selfconfig.experiments.statistics import paired_difference
+
+    df = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP)}})
+    r = paired_difference(df, "test", 0.1, "SurrogateFlip", "Scratch")
+    half = 4.302652729749462 * 0.01 / 3 ** 0.5  # t(0.975, 2 dof)
+    assert r["n_folds"] == 3 and abs(r["mean_difference"] - 0.03) < 1e-12 and abs(r["sd_difference"] - 0.01) < 1e-12
+    assert abs(r["ci_low"] - (0.03 - half)) < 1e-9 and abs(r["ci_high"] - (0.03 + half)) < 1e-9
+    assert abs(r["p_value"] - 0.0350987) < 1e-6  # paired t-test, 2 dof
+    assert r["p_wilcoxon"] != r["p_wilcoxon"]  # NaN: 3 folds cannot reach 0.05 (smallest p 0.25)
+    assert abs(r["mean"] - 0.63) < 1e-12 and abs(r["baseline_mean"] - 0.6) < 1e-12 and abs(r["sd"] - 0.11) < 1e-12
+    one = paired_difference(df[df["fold"] == "0"], "test", 0.1, "SurrogateFlip", "Scratch")
+    assert one["n_folds"] == 1 and one["ci_low"] != one["ci_low"] and one["p_value"] != one["p_value"]
+    # a fold with a NaN score is left out of the pairing, not carried into the mean
+    nan = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: [0.52, float("nan"), 0.74]}})
+    r = paired_difference(nan, "test", 0.1, "SurrogateFlip", "Scratch")
+    assert r["n_folds"] == 2 and abs(r["mean_difference"] - 0.03) < 1e-12
+
+
+def test_summary_shows_intervals_and_says_why_there_is_no_wilcoxon():
+    df = _folds({"Scratch": {0.1: BASE, 0.25: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP), 0.25: BASE}})
+    text = report.summary_markdown(df, "D", "2d", "full", "kappa", ["Scratch", "SurrogateFlip"], [0.1, 0.25])
+    assert "| test | 10 % | SurrogateFlip | +0.030 [+0.005, +0.055] | 3 | 0.0351 |" in text
+    assert "| test | 25 % | SurrogateFlip | +0.000 [+0.000, +0.000] | 3 | n/a (no spread) |" in text
+    assert "No Wilcoxon signed-rank test: with 3 folds" in text and "cannot go below 0.25" in text
+    assert "The paper's claims" not in text  # no claims given: a user's dataset
+    six = _folds({"Scratch": {0.1: BASE * 2}, "SurrogateFlip": {0.1: _plus(BASE * 2, UP * 2)}})
+    text = report.summary_markdown(six, "D", "2d", "full", "kappa", ["Scratch", "SurrogateFlip"], [0.1])
+    assert "p (Wilcoxon) |" in text and "| 6 | " in text and "No Wilcoxon" not in text
+
+
+def test_claims_hold_fail_or_cannot_be_decided_from_the_interval():
+    from selfconfig.experiments.claims import claims_for
+
+    claims = claims_for("FUNDUS_DR", "SurrogateRotation")
+    rot = {0.1: _plus(BASE, UP), 0.25: _plus(BASE, SPREAD)}
+    df = _folds({"Scratch": {0.1: BASE, 0.25: BASE}, "SurrogateRotation": rot,
+                 "ImageNet": {f: _plus(v, UP) for f, v in rot.items()}})  # ImageNet above rotation: fails
+    text = report.summary_markdown(df, "FUNDUS_DR", "2d_imagenet", "full", "quadratic_weighted_kappa",
+                                   ["Scratch", "SurrogateRotation", "ImageNet"], [0.1, 0.25], claims)
+    section = text[text.index("## The paper's claims"):]
+    assert ("- **holds**: SurrogateRotation > Scratch at 10 % of the labels (paper: +0.24 kappa at 10 % of the "
+            "labels). SurrogateRotation − Scratch = +0.030 [+0.005, +0.055]: the 95 % interval over 3 folds lies "
+            "above 0.") in section
+    assert ("- **cannot be decided**: SurrogateRotation > Scratch at 25 % of the labels (paper: +0.09 kappa at 25 % "
+            "of the labels). SurrogateRotation − Scratch = +0.010 [-0.040, +0.060]: the 95 % interval over 3 folds "
+            "contains 0.") in section
+    # a claim between two non-Scratch arms is paired the same way, at every fraction the grid ran
+    for f in (10, 25):
+        assert (f"- **fails**: SurrogateRotation > ImageNet at {f} % of the labels (paper: ImageNet below rotation on "
+                f"retinopathy). SurrogateRotation − ImageNet = -0.030 [-0.055, -0.005]: the 95 % interval over 3 "
+                f"folds lies below 0 (ImageNet is better here).") in section
+
+    # one fold: no interval, so nothing can be decided
+    text = report.summary_markdown(df[df["fold"] == "0"], "FUNDUS_DR", "2d_imagenet", "full", "kappa",
+                                   ["Scratch", "SurrogateRotation", "ImageNet"], [0.1, 0.25], claims)
+    assert ("- **cannot be decided**: SurrogateRotation > Scratch at 10 % of the labels (paper: +0.24 kappa at 10 % "
+            "of the labels). SurrogateRotation − Scratch = +0.020 (no interval: 1 fold): with 1 fold there is no "
+            "interval (needs at least 2 folds, e.g. -f 0 1 2 3 4).") in text
+    assert "**holds**" not in text and "**fails**" not in text
+
+    # an arm the grid did not run: said, not guessed
+    no_imagenet = df[df["strategy"] != "ImageNet"]
+    text = report.summary_markdown(no_imagenet, "FUNDUS_DR", "2d", "full", "kappa", ["Scratch", "SurrogateRotation"],
+                                   [0.1, 0.25], claims)
+    assert "- **not run**: SurrogateRotation > ImageNet at 10 % of the labels" in text
+    assert "The grid has no ImageNet arm (add -tr ImageNet)." in text
+
+
+def test_about_equal_claim_uses_a_stated_margin_and_near_chance_pretraining_is_named():
+    from selfconfig.experiments.claims import claims_for
+
+    claims = claims_for("NODULE_FPR", "SurrogateWGAN")
+    df = _folds({"Scratch": {0.1: BASE, 0.25: BASE},
+                 "SurrogateWGAN": {0.1: _plus(BASE, [0.005, -0.005, 0.0]), 0.25: _plus(BASE, [0.10, 0.11, 0.12])}})
+    pre = {"SurrogateWGAN": {"held_out_accuracy": 0.51, "chance": 0.5, "near_chance": True, "near_chance_below": 0.6}}
+    text = report.summary_markdown(df, "NODULE_FPR", "3d", "full", "froc_auc_3fp", ["Scratch", "SurrogateWGAN"],
+                                   [0.1, 0.25], claims, pre)
+    assert "*SurrogateWGAN ≈ Scratch* is read as: the difference lies within ±0.02" in text
+    assert text.count("is read as") == 1
+    assert "- **holds**: SurrogateWGAN ≈ Scratch at 10 % of the labels" in text and "[-0.012, +0.012]" in text
+    assert "- **fails**: SurrogateWGAN ≈ Scratch at 25 % of the labels" in text and "[+0.085, +0.135]" in text
+    assert "The SurrogateWGAN pre-training ended near chance (see above)" in text
+    assert text.index("## Pre-training") < text.index("## The paper's claims")
+
+
+def test_claims_apply_only_to_the_bundled_examples():
+    from selfconfig.examples import EXAMPLES
+    from selfconfig.experiments.claims import CLAIMS, claims_for
+
+    assert set(CLAIMS) == set(EXAMPLES)
+    for name, claims in CLAIMS.items():
+        assert claims_for(name, EXAMPLES[name].strategy) == claims
+        assert any(EXAMPLES[name].strategy in (c.first, c.second) for c in claims)
+        assert claims_for(name, None) == ()  # a user's dataset under an example's name: no surrogate_task
+    assert claims_for("MY_DATA", "SurrogateFlip") == ()
+    assert claims_for("LUNG_LOBES", "SurrogateRotation") == ()
+
+
+def test_write_reports_writes_paired_csv(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from selfconfig.experiments.grid import ExperimentResult
+
+    monkeypatch.setattr(report, "plot_figure", lambda *a, **k: None)
+    df = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP)}})
+    res = ExperimentResult(tmp_path / "experiment", df.to_dict("records"))
+    report.write_reports(res, "D", "2d", "full", "kappa", ["Scratch", "SurrogateFlip"], [0.1])
+    paired = pd.read_csv(res.paired_csv)
+    assert list(paired["strategy"]) == ["SurrogateFlip"] and paired["n_folds"].tolist() == [3]
+    assert abs(paired["ci_low"][0] - 0.00516) < 1e-4 and abs(paired["ci_high"][0] - 0.05484) < 1e-4
+    assert abs(paired["baseline_mean"][0] - 0.6) < 1e-9 and abs(paired["baseline_sd"][0] - 0.1) < 1e-9
+    assert "+0.030 [+0.005, +0.055]" in res.summary_md.read_text()
