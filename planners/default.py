@@ -9,6 +9,7 @@ plan made here is trainable here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import replace
@@ -111,6 +112,8 @@ class DefaultPlanner:
             configurations["2d"] = self.plan_configuration("2d", target[1:], shape3[1:])
             recommended = "2d"
         self.add_configurations(configurations)
+        if "3d_lowres" in configurations and "3d" in configurations:
+            configurations["3d_cascade_fullres"] = self.plan_cascade(configurations["3d"], "3d_lowres")
         intens = self.fp["foreground_intensity_properties_per_channel"]
         plans = Plans(
             dataset_name=self.info.name,
@@ -170,6 +173,22 @@ class DefaultPlanner:
         if fine.any():
             return np.where(fine, np.minimum(spacing * self.lowres_spacing_step, spacing.max()), spacing)
         return spacing * self.lowres_spacing_step
+
+    def plan_cascade(self, fullres: ConfigurationPlan, previous: str,
+                     name: str = "3d_cascade_fullres") -> ConfigurationPlan:
+        """nnU-Net's ``3d_cascade_fullres``: the full-resolution configuration (same data, spacing,
+        patch and batch) whose network also gets the segmentation that ``previous`` predicted, as one
+        one-hot channel per foreground label value after the image channels (as nnU-Net: background
+        is implicit). Planned whenever ``3d_lowres`` is; the extra channels only change the first
+        convolution, so the estimate is refreshed but the patch is kept."""
+        from selfconfig.dataset.labels import LabelScheme
+
+        extra = len(LabelScheme.of(self.info).foreground_labels)
+        network = replace(copy.deepcopy(fullres.network), in_channels=self.info.num_input_channels + extra)
+        cfg = replace(copy.deepcopy(fullres), name=name, network=network, previous_stage=previous,
+                      data_identifier=fullres.data_name)
+        self.budget_model.annotate(cfg, self.info.task)
+        return cfg
 
     def recommend(self, configurations: dict[str, ConfigurationPlan]) -> str:
         """The configuration to train by default. A CPU budget allows minutes to hours of training:

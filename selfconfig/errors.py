@@ -51,6 +51,11 @@ class CheckpointError(SelfconfigError):
     """A checkpoint is missing, unreadable or belongs to another run."""
 
 
+class PreviousStageError(SelfconfigError):
+    """A cascade configuration's previous stage (its model, or its predictions of the training
+    cases) is missing; the message names the command that makes it."""
+
+
 class WeightsNotFoundError(SelfconfigError):
     """Pretrained weights are not available offline."""
 

@@ -162,6 +162,10 @@ def format_plans_summary(plans: Plans) -> str:
         lines.append(f"    encoder {e.kind}: {e.n_stages} stages, features {e.features_per_stage}")
         if c.data_identifier and c.data_identifier != name:
             lines.append(f"    shares the preprocessed data of {c.data_identifier}")
+        if c.previous_stage:
+            lines.append(f"    cascade: input {plans.num_input_channels} image channel(s) + "
+                         f"{c.network.in_channels - plans.num_input_channels} one-hot channel(s) of the "
+                         f"{c.previous_stage} prediction")
         if e.kind == "plain":
             lines.append(f"      strides {[fmt(s) for s in e.strides]}")
             lines.append(f"      kernels {[fmt(k) for k in e.kernel_sizes]}")

@@ -98,6 +98,11 @@ class ConfigurationPlan:
     estimated_gpu_memory_gb: float | None = None
     # configurations with identical preprocessing share one folder of preprocessed data
     data_identifier: str = ""
+    # cascade (nnU-Net's 3d_cascade_fullres): the configuration whose predicted segmentation this
+    # network gets as extra input channels, one-hot over the foreground label values
+    # (``LabelScheme.foreground_labels``), after the image channels; None: no previous stage.
+    # Plans written before the field existed load with None.
+    previous_stage: str | None = None
 
     @property
     def data_name(self) -> str:

@@ -19,6 +19,9 @@ class CaseRef:
     folder: str
     case_id: str
     label: int | None = None  # classification
+    # cascade: the previous stage's label map of this case on its preprocessed grid (an .npy file,
+    # :mod:`selfconfig.training.cascade`); cropped with the case and batched as ``previous_stage``
+    previous_stage: str | None = None
 
 
 def crop_with_pad(arr: np.ndarray, start: list[int], size: list[int], pad_value: float = 0) -> np.ndarray:
@@ -47,6 +50,9 @@ class PatchSampler:
     spatial augmentation samples it from (:meth:`selfconfig.augment.BatchAugmenter.input_patch_size`).
     The larger crop may then reach past the case's borders by the margin between the two, so that
     the final patch covers the case as evenly as without the margin (as nnU-Net's loader).
+
+    Cases with a ``previous_stage`` label map (cascade) give it cropped at the same place, as the
+    batch's ``previous_stage`` (B, 1, *patch); every case of such a sampler must have one.
     """
 
     def __init__(self, cases: list[CaseRef], patch_size: list[int], batch_size: int, task: str,
@@ -111,12 +117,13 @@ class PatchSampler:
     def sample(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
         n_fg = int(round(self.batch_size * self.oversample)) if self.with_labels and self.task == "segmentation" else 0
-        datas, segs, labels, ids = [], [], [], []
+        datas, segs, labels, ids, prevs = [], [], [], [], []
         picks = rng.integers(0, len(self.cases), self.batch_size)
         for j, ci in enumerate(picks):
             ref = self.cases[int(ci)]
             data = storage.load_data(Path(ref.folder), ref.case_id)
             seg = storage.load_seg(Path(ref.folder), ref.case_id) if self.with_labels and self.task == "segmentation" else None
+            prev = np.load(ref.previous_stage, mmap_mode="r") if ref.previous_stage else None
             force_fg = j >= self.batch_size - n_fg
             center = None
             if force_fg:
@@ -136,11 +143,15 @@ class PatchSampler:
                 start = self._start(rng, spatial[1:], center)
                 d = crop_with_pad(data[:, z], start, self.patch)
                 s = crop_with_pad(seg[z], start, self.patch) if seg is not None else None
+                p = crop_with_pad(prev[z], start, self.patch) if prev is not None else None
             else:
                 start = self._start(rng, spatial, center)
                 d = crop_with_pad(data, start, self.patch)
                 s = crop_with_pad(seg, start, self.patch) if seg is not None else None
+                p = crop_with_pad(prev, start, self.patch) if prev is not None else None
             datas.append(d)
+            if p is not None:
+                prevs.append(p[None])
             if s is not None:
                 segs.append(s[None])
             labels.append(-1 if ref.label is None else int(ref.label))
@@ -151,6 +162,10 @@ class PatchSampler:
             # labels keep their stored integer type (uint8 up to 255 classes): a quarter of the data
             # of an int64 map to copy between processes; the training step widens them on its device
             batch["seg"] = np.stack(segs)
+        if prevs:
+            if len(prevs) != len(datas):
+                raise ValueError("some cases of a cascade sampler have no previous-stage label map")
+            batch["previous_stage"] = np.stack(prevs)
         return batch
 
 

@@ -194,17 +194,18 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
                   for p in paths_of]
     predictor = predictors[0] if len(predictors) == 1 else EnsemblePredictor(predictors)
     paths = [p for ps in paths_of for p in ps]
+    previous = [p for pr in predictors for p in pr.checkpoints if p not in set(paths)]  # cascades' earlier stages
     n_file_channels = len(predictor.plans.channel_names)
     cases = discover_inputs(Path(input_path), n_file_channels)
     check_output_folder(Path(output), cases)
-    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s%s", len(cases), len(paths),
-             ", ".join(f"{p.parent.parent.parent.name}/{p.parent.name}" for p in paths), "on" if tta else "off",
+    log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s%s", len(cases), len(paths) + len(previous),
+             ", ".join(f"{p.parent.parent.parent.name}/{p.parent.name}" for p in paths + previous), "on" if tta else "off",
              predictor.precision, f", keeping the largest component of {pp['largest_component_classes']}" if pp else "")
     files = predict_files(predictor, cases, Path(output), save_probabilities, progress, postprocessing=pp)
     write_json(Path(output) / "prediction_info.json", {
         "dataset": name, "trainer": trainers[0] if len(trainers) == 1 else trainers,
         "configuration": configs[0] if len(configs) == 1 else configs, "plans": plans_name,
         "members": [{"trainer": t, "configuration": c} for t, c in members],
-        "checkpoints": [str(p) for p in paths], "tta": tta, "step_size": step_size,
+        "checkpoints": [str(p) for p in paths], "previous_stage_checkpoints": [str(p) for p in previous], "tta": tta, "step_size": step_size,
         "postprocessing": pp, "cases": list(cases)})
     return PredictionResult(Path(output), list(cases), paths, files)

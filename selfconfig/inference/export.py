@@ -58,6 +58,23 @@ def slim_checkpoint(path: Path) -> tuple[bytes, dict]:
     return buf.getvalue(), ckpt
 
 
+def previous_stages(path: Path, plans, configuration: str) -> list[Path]:
+    """The checkpoints a cascade checkpoint needs at prediction (its previous stage's, and so on)."""
+    from selfconfig.errors import PreviousStageError
+    from selfconfig.inference.predictor import previous_stage_checkpoint
+
+    out = []
+    while plans.configuration(configuration).previous_stage:
+        previous = plans.configuration(configuration).previous_stage
+        path = previous_stage_checkpoint(path, configuration, previous)
+        if not path.is_file():
+            raise PreviousStageError(f"{configuration} needs its {previous} model at {path} for prediction, and it "
+                                     f"does not exist; train that fold of {previous} before exporting")
+        out.append(path)
+        configuration = previous
+    return out
+
+
 def pretraining_record(initialization: dict) -> dict | None:
     """What the encoder was pre-trained on and for how long (surrogate strategies), read from the
     pre-training checkpoint when it is still where the run found it; ImageNet runs name their source."""
@@ -136,6 +153,8 @@ def export_model(output: Path, *, trainer: str | list[str], dataset: str | None 
             first = first or ckpt
             rel = p.relative_to(results).with_name("checkpoint_final.pt").as_posix()
             files[rel] = data
+            for q in previous_stages(p, plans, cfg):  # a cascade runs its earlier stages first: they travel along
+                files[q.relative_to(results).with_name("checkpoint_final.pt").as_posix()] = slim_checkpoint(q)[0]
             per_fold[p.parent.name[len("fold_"):]] = fold_metrics(p.parent)
             fraction_names.add(p.parent.parent.name)
         fold_sets.append(sorted(per_fold))
@@ -152,7 +171,9 @@ def export_model(output: Path, *, trainer: str | list[str], dataset: str | None 
                 "per_fold": per_fold,
                 "mean_dice": _mean([m.get("mean_dice") for m in per_fold.values() if m]) if plans.task == "segmentation"
                 else None},
-            "checkpoints": sorted(k for k in files if k.startswith(p.parent.parent.parent.name + "/"))})
+            "checkpoints": sorted(k for k in files if k.startswith(p.parent.parent.parent.name + "/")),
+            **({"previous_stage": plans.configuration(cfg).previous_stage} if plans.configuration(cfg).previous_stage
+               else {})})
     if len(fraction_names) != 1:
         raise ConfigurationError(f"the members were trained at different fractions ({', '.join(sorted(fraction_names))}); "
                                  f"pick one with -frac")

@@ -20,10 +20,11 @@ from torch import nn
 
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.labels import LabelScheme
-from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError
+from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError, PreviousStageError
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
+from selfconfig.preprocessing.previous_stage import one_hot, previous_stage_labels, to_preprocessed_grid
 from selfconfig.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,45 @@ def choose_stitch_device(device: torch.device, needed_bytes: int, free_bytes: in
     return device
 
 
+def previous_stage_checkpoint(path: Path, configuration: str, previous: str) -> Path:
+    """The checkpoint of a cascade's previous stage: the same file of the same trainer, plans, tag,
+    fraction and fold, in the previous configuration's run folder
+    (``<Trainer>__<plans>__<previous>[__tag]/frac_<f>/fold_<k>/``)."""
+    path = Path(path)
+    fold_dir, frac_dir = path.parent, path.parent.parent
+    cfg_dir = frac_dir.parent
+    parts = cfg_dir.name.split("__")
+    if len(parts) not in (3, 4) or parts[2] != configuration:
+        raise PreviousStageError(f"{path} is not in a run folder <Trainer>__<plans>__{configuration}/frac_<f>/fold_<k>, "
+                                 f"so the {previous} model that this cascade needs cannot be found beside it")
+    parts[2] = previous
+    return cfg_dir.parent / "__".join(parts) / frac_dir.name / fold_dir.name / path.name
+
+
+def _train_command(prev_path: Path, plans: Plans, trainer: str) -> str:
+    """``selfconfig_train`` for the run folder of ``prev_path`` (a missing previous stage)."""
+    from selfconfig.planning import DEFAULT_PLANS_NAME
+
+    fold_dir, frac_dir = prev_path.parent, prev_path.parent.parent
+    parts = frac_dir.parent.name.split("__")
+    cmd = (f"selfconfig_train -d {plans.dataset_name} -c {parts[2]} -tr {trainer} "
+           f"-frac {float(frac_dir.name[len('frac_'):]):g} -f {fold_dir.name[len('fold_'):]}")
+    if parts[1] != DEFAULT_PLANS_NAME:
+        cmd += f" -p {parts[1]}"
+    return cmd + (f" --tag {parts[3]}" if len(parts) == 4 else "")
+
+
 class Predictor:
-    """Ensemble of the models of one run configuration (e.g. its folds)."""
+    """Ensemble of the models of one run configuration (e.g. its folds).
+
+    A cascade configuration (``previous_stage`` in its plan) needs ``previous_stage``: the
+    :class:`Predictor` of the previous stage, whose segmentation of each case becomes extra one-hot
+    input channels (:mod:`selfconfig.preprocessing.previous_stage`); :meth:`from_checkpoints` finds it.
+    """
 
     def __init__(self, models: list[LoadedModel], device: torch.device, tta: bool = True, step_size: float = 0.5,
-                 sw_batch_size: int = 4, precision: str = "auto", stitch: str = "auto"):
+                 sw_batch_size: int = 4, precision: str = "auto", stitch: str = "auto",
+                 previous_stage: "Predictor | None" = None):
         if not models:
             raise CheckpointError("no model to predict with")
         first = models[0]
@@ -122,11 +157,39 @@ class Predictor:
         if stitch not in ("auto", "device", "cpu"):
             raise ConfigurationError(f"stitch={stitch!r} is not one of auto, device, cpu")
         self.stitch = stitch  # auto: on the device unless the volume is too large for its free memory
+        self.previous_stage = previous_stage
+        if self.config.previous_stage and previous_stage is None:
+            raise PreviousStageError(f"{first.source}: configuration {self.configuration} needs the predictions of "
+                                     f"{self.config.previous_stage}; build the predictor with Predictor.from_checkpoints")
+        if previous_stage is not None and previous_stage.plans.labels != self.plans.labels:
+            raise CheckpointError(f"the {previous_stage.configuration} model {previous_stage.models[0].source} has other "
+                                  f"labels than {first.source}; train both stages with the same plans")
 
     @classmethod
     def from_checkpoints(cls, paths: list[Path], device: torch.device | None = None, **kw) -> "Predictor":
+        """The predictor of these checkpoints; for a cascade configuration also that of its previous
+        stage, from the checkpoints of the same trainer, fraction and folds
+        (:func:`previous_stage_checkpoint`), itself found the same way."""
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return cls([load_model(Path(p), device) for p in paths], device, **kw)
+        models = [load_model(Path(p), device) for p in paths]
+        previous = None
+        cfg = models[0].plans.configuration(models[0].configuration) if models else None
+        if cfg is not None and cfg.previous_stage:
+            prev_paths = [previous_stage_checkpoint(Path(p), models[0].configuration, cfg.previous_stage) for p in paths]
+            for p, m in zip(prev_paths, models):
+                if not p.is_file():
+                    raise PreviousStageError(
+                        f"the {m.configuration} model {m.source} runs the {cfg.previous_stage} model of the same "
+                        f"trainer, fraction and fold first, and {p} does not exist: train it with "
+                        f"`{_train_command(p, m.plans, m.trainer)}`")
+            previous = cls.from_checkpoints(prev_paths, device, **kw)
+        return cls(models, device, previous_stage=previous, **kw)
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint this predictor runs, its previous stages' included."""
+        own = [m.source for m in self.models]
+        return own + (self.previous_stage.checkpoints if self.previous_stage is not None else [])
 
     @property
     def task(self) -> str:
@@ -216,6 +279,8 @@ class Predictor:
         (and ``probabilities`` (K, Z, Y, X) if asked); classification -> ``probabilities`` (K,)."""
         self.check_input(image, geometry, source)
         data, _, props = preprocess_case(image, geometry, None, self.plans, self.config)
+        if self.previous_stage is not None:
+            data = self.add_previous_stage(data, image, geometry, props, source)
         probs = self.predict_preprocessed(data)
         if self.task == "classification":
             return {"probabilities": probs, "prediction": int(np.argmax(probs))}
@@ -224,6 +289,15 @@ class Predictor:
         if return_probabilities:
             out["probabilities"] = full
         return out
+
+    def add_previous_stage(self, data: np.ndarray, image: np.ndarray, geometry: Geometry, props: dict,
+                           source: str) -> np.ndarray:
+        """``data`` (C, Z, Y, X) with the previous stage's segmentation of the scan appended as
+        one-hot channels: predicted on the scan's own grid, then cropped and resampled as the case."""
+        prev = self.previous_stage.predict_case(image, geometry, source)["seg"]
+        prev = to_preprocessed_grid(prev, props, self.plans, self.config, source)
+        extra = one_hot(prev, previous_stage_labels(self.plans))
+        return np.concatenate([data, extra]).astype(np.float32, copy=False)
 
 
 def revert_to_original(probs: np.ndarray, props: dict, background_channel: bool = True) -> np.ndarray:

@@ -35,6 +35,12 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(arr))
 
 
+def save_array(path: Path, arr: np.ndarray) -> None:
+    """One array as ``.npy``, written to a temporary name and renamed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save_npy(Path(path), arr)
+
+
 def save_case(folder: Path, case_id: str, data: np.ndarray, seg: np.ndarray | None,
               fg_locations: np.ndarray | None, properties: dict) -> None:
     folder = Path(folder)

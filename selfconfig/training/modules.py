@@ -92,9 +92,13 @@ class SupervisedModule(OptimizationMixin):
 
     def __init__(self, network: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, task: str,
                  num_classes: int, device: torch.device, lr_fn: Callable[[int, int], float],
-                 augmenter=None, precision: str = "fp32", grad_clip: float = 12.0, label_scheme=None):
+                 augmenter=None, precision: str = "fp32", grad_clip: float = 12.0, label_scheme=None,
+                 previous_stage=None):
         """``label_scheme`` (segmentation; :class:`selfconfig.dataset.labels.LabelScheme`): regions
-        are scored per region on sigmoid outputs, ``ignore`` voxels are left out of the Dice."""
+        are scored per region on sigmoid outputs, ``ignore`` voxels are left out of the Dice.
+        ``previous_stage`` (cascade; :class:`selfconfig.augment.previous_stage.PreviousStageInput`):
+        the batch's ``previous_stage`` label maps are augmented spatially with ``seg`` and appended
+        to the data as one-hot channels."""
         self.network = network.to(device)
         self.optimizer = optimizer
         self.loss = loss.to(device)
@@ -102,6 +106,7 @@ class SupervisedModule(OptimizationMixin):
         self.num_classes = num_classes
         self.augmenter = augmenter
         self.label_scheme = label_scheme
+        self.previous_stage = previous_stage
         self._setup_optimization(device, precision, grad_clip, lr_fn)
         if task == "segmentation":
             self.monitor = "val_dice"
@@ -113,16 +118,29 @@ class SupervisedModule(OptimizationMixin):
         key = "seg" if self.task == "segmentation" else "label"
         return self.to_device(batch[key])
 
+    def _previous_stage_map(self, batch: dict) -> torch.Tensor | None:
+        if self.previous_stage is None:
+            return None
+        if "previous_stage" not in batch:
+            raise ValueError("a cascade module needs batches with the previous stage's label maps (previous_stage)")
+        return self.to_device(batch["previous_stage"])
+
     def train_step(self, batch: dict, state: LoopState) -> dict[str, float]:
         self.network.train()
         lr = self.set_lr(self.optimizer, state)
         data = self.to_device(batch["data"])
         target = self._target(batch)
+        prev = self._previous_stage_map(batch)
+        if prev is not None:  # augmented spatially with the labels: extra channels of seg for now
+            target = torch.cat([target, prev.to(target.dtype)], 1)
         if self.augmenter is not None:
             if self.task == "segmentation":
                 data, target = self.augmenter(data, target)
             else:
                 data, _ = self.augmenter(data, None)
+        if prev is not None:
+            target, prev = target[:, :1], target[:, 1:]
+            data = torch.cat([data, self.previous_stage(prev, state.global_step).to(data.dtype)], 1)
         target = target.long()  # label maps arrive in their stored type (uint8); widened on the device
         with self.autocast():
             out = self.network(data)
@@ -135,6 +153,9 @@ class SupervisedModule(OptimizationMixin):
         self.network.eval()
         data = self.to_device(batch["data"])
         target = self._target(batch).long()
+        prev = self._previous_stage_map(batch)
+        if prev is not None:
+            data = torch.cat([data, self.previous_stage(prev).to(data.dtype)], 1)
         with self.autocast():
             out = self.network(data)
             loss = self.loss(out, target)

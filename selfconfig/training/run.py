@@ -11,15 +11,19 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from selfconfig.augment.previous_stage import PreviousStageInput
 from selfconfig.checkpoint import load_checkpoint
 from selfconfig.data.sampler import PatchSampler
 from selfconfig.dataset.labels import LabelScheme
 from selfconfig.device import pick_device
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
+from selfconfig.preprocessing.previous_stage import previous_stage_labels
 from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, case_batches, find_resume_checkpoint, make_sampler,
                                          patch_batches, restore, run_loop, scored_after_final, stream_from)
+from selfconfig.training.cascade import (check_cascade_trainer, prepare_previous_stage, previous_stage_sources,
+                                         with_previous_stage)
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext, RunContext
 from selfconfig.training.loop import LoopState
@@ -82,6 +86,9 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
                               f"checkpoint_final.pt); run again without --continue to start this run from epoch 1")
     # the run's inputs must be there before anything is discarded (--overwrite) or written
     data.case_refs("train", run.train_ids + run.val_ids)
+    if data.config.previous_stage:  # cascade: the previous stage's predictions of these cases too
+        check_cascade_trainer(trainer, data)
+        previous_stage_sources(data, trainer.name, run.fraction, run.train_ids + run.val_ids)
     if existing is not None and not continue_training and not overwrite:
         what = "finished" if existing.name.endswith("final.pt") else "interrupted"
         raise ConfigurationError(
@@ -139,12 +146,20 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
     optimizer = trainer.build_optimizer(network, hp)
     train_refs = data.case_refs("train", run.train_ids)
     val_refs = data.case_refs("train", run.val_ids) if run.val_ids else []
+    previous_stage = None
+    if cfg.previous_stage:
+        paths = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
+                                                                 run.train_ids + run.val_ids))
+        train_refs, val_refs = with_previous_stage(train_refs, paths), with_previous_stage(val_refs, paths)
+        previous_stage = PreviousStageInput(previous_stage_labels(data.plans), perturb=hp.augment,
+                                            seed=dist.rank_seed(seed + 3))
     train_labels = [r.label for r in train_refs] if data.task == "classification" else None
     loss = trainer.build_loss(run, train_labels)
     augmenter = trainer.build_augmenter(data, dist.rank_seed(seed + 1))
     module = SupervisedModule(network, optimizer, loss, data.task, data.plans.num_classes, device,
                               lambda s, t: trainer.learning_rate(s, t, hp), augmenter, hp.precision, hp.grad_clip,
-                              label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None)
+                              label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None,
+                              previous_stage=previous_stage)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch,
                       max_seconds=hp.max_minutes * 60 if hp.max_minutes else None)
     if ckpt is not None:

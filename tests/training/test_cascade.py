@@ -1,0 +1,162 @@
+"""3d_cascade_fullres (nnU-Net's cascade): planned with 3d_lowres, trained on the 3d_lowres
+cross-validation predictions as extra one-hot input channels, predicted after the 3d_lowres model,
+and one clear line when the previous stage is missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from planners import DefaultPlanner
+from selfconfig.errors import PreviousStageError
+from selfconfig.plans import Plans
+
+
+def _info_fp(shape=(40, 160, 160), spacing=(2.0, 1.0, 1.0), n=10):
+    from selfconfig.dataset.schema import parse_dataset_json
+
+    info = parse_dataset_json({"task": "segmentation", "channel_names": {"0": "CT"},
+                               "labels": {"bg": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"})
+    fp = {"dim": 3, "spacings": [list(spacing)] * n, "shapes_after_crop": [list(shape)] * n,
+          "median_spacing": list(spacing), "median_shape_after_crop": list(shape), "num_training_cases": n,
+          "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
+                                                                "percentile_99_5": 1.0}}}
+    return info, fp
+
+
+def test_cascade_is_planned_with_lowres():
+    info, fp = _info_fp()
+    plans = DefaultPlanner(info, fp, cpu_gflops=20.0, cpu_target_seconds=0.3).plan()
+    full, cascade = plans.configurations["3d"], plans.configurations["3d_cascade_fullres"]
+    assert cascade.previous_stage == "3d_lowres" and full.previous_stage is None
+    assert cascade.network.in_channels == 1 + 2  # the image + one channel per foreground label
+    assert (cascade.patch_size, cascade.spacing, cascade.batch_size) == (full.patch_size, full.spacing, full.batch_size)
+    assert cascade.data_name == "3d"  # shares the full-resolution preprocessed data
+    assert full.network.in_channels == 1  # the 3d plan itself is untouched
+    assert "3d_cascade_fullres_imagenet" not in plans.configurations
+    assert plans.recommended_configuration == "3d_lowres"
+    again = Plans.from_dict(plans.to_dict())
+    assert again.configurations["3d_cascade_fullres"].previous_stage == "3d_lowres"
+    # no 3d_lowres, no cascade
+    info, fp = _info_fp(shape=(20, 48, 48))
+    assert "3d_cascade_fullres" not in DefaultPlanner(info, fp, cpu_gflops=400.0).plan().configurations
+
+
+def test_plans_without_the_key_still_load():
+    info, fp = _info_fp()
+    d = DefaultPlanner(info, fp, cpu_gflops=20.0, cpu_target_seconds=0.3).plan().to_dict()
+    d["configurations"].pop("3d_cascade_fullres")
+    for c in d["configurations"].values():
+        c.pop("previous_stage")
+    plans = Plans.from_dict(d)
+    assert all(c.previous_stage is None for c in plans.configurations.values())
+
+
+def test_previous_stage_input_one_hot_and_perturbation():
+    from selfconfig.augment.previous_stage import PreviousStageInput
+
+    seg = torch.zeros(4, 1, 8, 12, 12, dtype=torch.uint8)
+    seg[:, :, 2:6, 3:9, 3:9] = 1
+    seg[:, :, 3:5, 5:7, 5:7] = 2
+    plain = PreviousStageInput([1, 2], perturb=False)(seg, 7)
+    assert plain.shape == (4, 2, 8, 12, 12) and torch.equal(plain[:, 1].bool(), seg[:, 0] == 2)
+    aug = PreviousStageInput([1, 2], perturb=True, seed=3, p_per_sample=1.0)
+    a, b = aug(seg, 7), aug(seg, 7)
+    assert torch.equal(a, b) and not torch.equal(a, plain)  # a pure function of (seed, step), and it changes
+    assert set(torch.unique(a).tolist()) <= {0.0, 1.0}
+    assert torch.equal(aug(seg), plain)  # validation batches are not perturbed
+
+
+def test_to_preprocessed_grid_follows_the_case():
+    from selfconfig.preprocessing.previous_stage import to_preprocessed_grid
+
+    info, fp = _info_fp(shape=(10, 20, 20))
+    plans = DefaultPlanner(info, fp, cpu_gflops=20.0, cpu_target_seconds=0.3).plan()
+    seg = np.zeros((12, 24, 24), np.uint8)
+    seg[4:8, 8:16, 8:16] = 2
+    props = {"geometry": {"shape": [12, 24, 24], "spacing": [2.0, 1.0, 1.0]}, "crop_box": [[1, 11], [2, 22], [2, 22]],
+             "shape_after_resampling": [10, 10, 10], "spacing_after_resampling": [2.0, 2.0, 2.0]}
+    out = to_preprocessed_grid(seg, props, plans, plans.configurations["3d"])
+    assert out.shape == (10, 10, 10) and set(np.unique(out)) == {0, 2}
+    with pytest.raises(Exception, match="shape"):
+        to_preprocessed_grid(seg[:-1], props, plans, plans.configurations["3d"])
+
+
+@pytest.mark.slow
+def test_cascade_trains_on_lowres_cross_validation_and_predicts(roots, make_dataset, fast_hp, tmp_path):
+    """Tiny budget -> 3d_lowres and 3d_cascade_fullres; the cascade refuses to train before every
+    lowres fold validated its cases, then trains on their predictions, and prediction runs the lowres
+    model first and writes each scan's own geometry."""
+    import SimpleITK as sitk
+
+    from selfconfig.inference.api import predict
+    from selfconfig.inference.predictor import Predictor
+    from selfconfig.planning import plan_and_preprocess
+    from selfconfig.training.api import train
+
+    make_dataset("CAS", task="segmentation", dim=3, shape=(16, 48, 48), n_train=3, n_test=1, n_un=0)
+    res = plan_and_preprocess("CAS", num_processes=1, cpu_gflops=2.0, cpu_target_seconds=0.05, roots=roots,
+                              progress=False)
+    cascade = res.plans.configurations["3d_cascade_fullres"]
+    assert cascade.previous_stage == "3d_lowres" and cascade.network.in_channels == 3
+    hp = dict(fast_hp, epochs=1)
+
+    # no lowres predictions yet: one line naming the command, and nothing written
+    with pytest.raises(PreviousStageError, match=r"selfconfig_train -d CAS -c 3d_lowres -tr Scratch -frac 1 .*fold\(s\) 0, 1, 2"):
+        train("Scratch", "CAS", configuration="3d_cascade_fullres", fold=0, hyperparameters=hp, roots=roots,
+              progress=False)
+    cascade_runs = roots.results / "CAS" / "Scratch__selfconfigPlans__3d_cascade_fullres"
+    assert not cascade_runs.exists()
+
+    for fold in range(3):  # 3 training cases: 3 folds, each validates one case
+        train("Scratch", "CAS", configuration="3d_lowres", fold=fold, hyperparameters=hp, roots=roots, progress=False)
+    run = train("Scratch", "CAS", configuration="3d_cascade_fullres", fold=0, hyperparameters=hp, roots=roots,
+                progress=False)
+    assert run.trained and run.validation is not None  # its final validation ran the lowres fold 0 first
+    next_stage = roots.results / "CAS" / "Scratch__selfconfigPlans__3d_lowres" / "frac_1.0" / "predicted_next_stage"
+    assert len(list((next_stage / "3d_cascade_fullres").glob("*.npy"))) == 3
+
+    model = Predictor.from_checkpoints([run.run_dir / "checkpoint_final.pt"], torch.device("cpu"))
+    first_conv = next(m for m in model.models[0].network.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.weight.shape[1] == 3  # the image + 2 one-hot channels of the lowres segmentation
+    assert model.previous_stage is not None and model.previous_stage.configuration == "3d_lowres"
+
+    out = tmp_path / "pred"
+    pred = predict(roots.raw / "CAS" / "imagesTs", out, trainer="Scratch", dataset="CAS",
+                   configuration="3d_cascade_fullres", folds=["0"], roots=roots, progress=False)
+    assert pred.cases
+    for img in sorted((roots.raw / "CAS" / "imagesTs").glob("*_0000.nii.gz")):
+        ref = sitk.ReadImage(str(img))
+        seg = sitk.ReadImage(str(out / img.name.replace("_0000", "")))
+        assert seg.GetSize() == ref.GetSize() and np.allclose(seg.GetSpacing(), ref.GetSpacing())
+        assert np.allclose(seg.GetOrigin(), ref.GetOrigin())
+
+    # an exported cascade carries its lowres model: installed where the data never were, it predicts the same
+    import zipfile
+
+    from selfconfig.dataset.io import read_label
+    from selfconfig.inference.export import export_model
+    from selfconfig.inference.install import install_model
+    from selfconfig.paths import Roots
+
+    package = tmp_path / "cascade.zip"
+    export_model(package, trainer="Scratch", dataset="CAS", configuration="3d_cascade_fullres", folds=["0"],
+                 roots=roots)
+    with zipfile.ZipFile(package) as zf:
+        weights = sorted(n for n in zf.namelist() if n.endswith(".pt"))
+    assert weights == ["Scratch__selfconfigPlans__3d_cascade_fullres/frac_1.0/fold_0/checkpoint_final.pt",
+                       "Scratch__selfconfigPlans__3d_lowres/frac_1.0/fold_0/checkpoint_final.pt"]
+    elsewhere = Roots(tmp_path / "x" / "raw", tmp_path / "x" / "preprocessed", tmp_path / "x" / "results")
+    install_model(package, roots=elsewhere)
+    predict(roots.raw / "CAS" / "imagesTs", tmp_path / "pred_installed", trainer="Scratch", dataset="CAS",
+            configuration="3d_cascade_fullres", roots=elsewhere, progress=False)
+    for f in out.glob("*.nii.gz"):
+        assert np.array_equal(read_label(f)[0], read_label(tmp_path / "pred_installed" / f.name)[0])
+
+    # the lowres model gone: one clear error
+    lowres_final = next_stage.parent / "fold_0" / "checkpoint_final.pt"
+    lowres_final.rename(lowres_final.with_name("moved.pt"))
+    with pytest.raises(PreviousStageError, match=r"selfconfig_train -d CAS -c 3d_lowres -tr Scratch -frac 1 -f 0"):
+        predict(roots.raw / "CAS" / "imagesTs", tmp_path / "pred2", trainer="Scratch", dataset="CAS",
+                configuration="3d_cascade_fullres", folds=["0"], roots=roots, progress=False)
