@@ -53,7 +53,7 @@ class TrainingConfig:
         iterations) the best validation Dice was 0.09 with nnU-Net's SGD and 0.66 with AdamW 3e-3;
         the CPU learning rate rises linearly over the first 10 % of the steps, because AdamW at
         3e-3 from the first step sometimes never left the class prior (FUNDUS_DR: test kappa 0.06
-        after 10 minutes without warm-up, 0.91 after 3 minutes with it; documentation/training.md)."""
+        after 10 minutes without warm-up, 0.93 with it; documentation/training.md)."""
         base = cls() if device == "cpu" else cls(epochs=1000, iters_per_epoch=250, val_iters=50, checkpoint_every=50,
                                                  pretrain_epochs=100, pretrain_iters_per_epoch=250, optimizer="sgd",
                                                  lr=1e-2, warmup_fraction=0.0)
