@@ -176,3 +176,17 @@ def write_msd_task(parent: Path, name: str = "Task07_Tiny", *, n_train: int = 4,
             "numTraining": n_train, "numTest": n_test, "training": training, "test": test}
     (task / "dataset.json").write_text(json.dumps(meta, indent=1))
     return task
+
+
+def planner_inputs(shape=(40, 160, 160), spacing=(2.0, 1.0, 1.0), n: int = 10):
+    """A 3-class CT segmentation dataset's parsed dataset.json and a fingerprint of ``n`` cases of
+    ``shape`` at ``spacing``: what a planner needs, without any files."""
+    from selfconfig.dataset.schema import parse_dataset_json
+
+    info = parse_dataset_json({"task": "segmentation", "channel_names": {"0": "CT"},
+                               "labels": {"bg": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"})
+    fp = {"dim": 3, "spacings": [list(spacing)] * n, "shapes_after_crop": [list(shape)] * n,
+          "median_spacing": list(spacing), "median_shape_after_crop": list(shape), "num_training_cases": n,
+          "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
+                                                                "percentile_99_5": 1.0}}}
+    return info, fp

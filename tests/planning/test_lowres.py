@@ -7,18 +7,9 @@ import numpy as np
 import pytest
 
 from planners import DefaultPlanner
+from selfconfig.testing import planner_inputs
 
-
-def _info_fp(shape=(40, 160, 160), spacing=(2.0, 1.0, 1.0), n=10):
-    from selfconfig.dataset.schema import parse_dataset_json
-
-    info = parse_dataset_json({"task": "segmentation", "channel_names": {"0": "CT"},
-                               "labels": {"bg": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"})
-    fp = {"dim": 3, "spacings": [list(spacing)] * n, "shapes_after_crop": [list(shape)] * n,
-          "median_spacing": list(spacing), "median_shape_after_crop": list(shape), "num_training_cases": n,
-          "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
-                                                                "percentile_99_5": 1.0}}}
-    return info, fp
+_info_fp = planner_inputs
 
 
 def test_small_budget_plans_and_recommends_3d_lowres():
