@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from planners import DefaultPlanner
-from selfconfig.testing import planner_inputs
 from selfconfig.errors import PreviousStageError
 from selfconfig.plans import Plans
+from selfconfig.testing import planner_inputs
 
 
 _info_fp = planner_inputs
