@@ -50,10 +50,10 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget: str, metric: str,
                      strategies: list[str], fractions: list[float], claims: tuple = (),
-                     pretraining: dict[str, dict] | None = None) -> str:
+                     pretraining: dict[str, dict] | None = None, tests: pd.DataFrame | None = None) -> str:
     """summary.md; ``pretraining``: the surrogate arms' pre-training summaries; ``claims``: the
     paper's claims that apply to this dataset (:func:`selfconfig.experiments.claims.claims_for`),
-    judged in the last section."""
+    judged in the last section; ``tests``: :func:`paired_tests` of ``df`` when the caller has it."""
     agg = aggregate(df)
     lines = [f"# Experiment: {dataset}", "",
              f"Configuration `{configuration}`, budget `{budget}`, metric `{metric}` "
@@ -73,7 +73,7 @@ def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget:
                              if len(r) else "-")
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines.append("")
-    tests = paired_tests(df)
+    tests = paired_tests(df) if tests is None else tests
     if not tests.empty:
         lines += paired_markdown(tests)
     if pretraining:
@@ -181,10 +181,11 @@ def write_reports(res, dataset: str, configuration: str, budget: str, metric: st
     df = results_frame(res.rows)
     res.results_csv = folder / "results.csv"
     atomic_write_text(res.results_csv, df.to_csv(index=False))
+    tests = paired_tests(df)
     res.paired_csv = folder / "paired.csv"
-    atomic_write_text(res.paired_csv, paired_csv(paired_tests(df)))
+    atomic_write_text(res.paired_csv, paired_csv(tests))
     res.summary_text = summary_markdown(df, dataset, configuration, budget, metric, strategies, fractions, claims,
-                                        pretraining)
+                                        pretraining, tests)
     res.summary_md = folder / "summary.md"
     atomic_write_text(res.summary_md, res.summary_text + "\n")
     res.figure = folder / "figure.png"
