@@ -18,11 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
     p.add_argument("-tr", "--trainers", nargs="+", default=["Scratch"], help="strategies (Scratch first: the baseline)")
     p.add_argument("-frac", "--fractions", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
-    p.add_argument("-f", "--folds", nargs="+", default=["0"], help="folds (default 0)")
+    p.add_argument("-f", "--folds", nargs="+",
+                   help="folds (default: the budget's: demo 0, quick 0 1 2, full 0 1 2 3 4)")
     p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
     p.add_argument("-p", "--plans", default="selfconfigPlans")
     p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
-                   help="quick: about 20 min for 2 strategies x 4 fractions x 1 fold (LUNG_LOBES) on a 2-core CPU; full: trainer defaults")
+                   help="quick: at most about 45 min for 2 strategies x 4 fractions x 3 folds on a 2-core CPU, on a "
+                        "plan made with --cpu-seconds 0.25; full: trainer defaults, 5 folds")
     p.add_argument("--epochs", type=int,
                    help="fine-tuning epochs of every cell instead of the budget's; finished cells with fewer "
                         "epochs are extended")
@@ -55,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                                       "pretrain_epochs", "max_minutes", "pretrain_max_minutes"))
     from selfconfig.training.tracking import use_loggers
 
+    folds = [parse_fold(f) for f in args.folds] if args.folds else None
     with use_loggers(args.logger):
-        res = run_experiment(args.dataset, args.trainers, args.fractions, [parse_fold(f) for f in args.folds],
+        res = run_experiment(args.dataset, args.trainers, args.fractions, folds,
                              configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                              roots=roots_from(args), device=args.device, progress=not args.no_progress,
                              overrides=overrides, scheduler=args.scheduler)

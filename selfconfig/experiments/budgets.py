@@ -1,22 +1,29 @@
 """Experiment budgets: how long each cell trains.
 
 ``full`` follows the trainers' defaults (nnU-Net's 1000 x 250 iterations on a GPU; 50 x 50 on a
-CPU). ``demo`` is a *wall-clock* budget: every cell trains for ``train_minutes`` and every
-pre-training for ``pretrain_minutes`` (``--max-minutes``: the loop fits its schedule to the
-minutes from the measured speed), so the README's demo takes about as long on any machine.
-``quick`` is an *estimated-time* budget: the number of iterations is derived from the
-plans' estimated seconds per training iteration on this machine: each cell trains for about
-``train_seconds`` of estimated iteration time, each pre-training for about ``pretrain_seconds``
-(a pretext iteration priced by the plans' cost model, :func:`pretext_cost`). Epochs are rounded
-to the nearest whole number (at least 2).
+CPU) on 5 folds. ``demo`` and ``quick`` are *iteration* budgets with a wall-clock cap:
 
-``quick`` is sized so that the LUNG_LOBES grid (Scratch and SurrogateFlip, 4 fractions, 1 fold)
-with its pre-training takes about 20 minutes on a 2-core CPU: 8 cells x 75 s of estimated
-iterations (about 96 s measured: the CPU estimate is 15-30 % optimistic there) plus each cell's
-validation and test prediction (about 25 s), and 200 s of estimated pre-training; measured 21.7
-min. The other examples took 16.6-26.4 min, as far as their plans' estimates are off (the budget
-trusts the estimate; it does not time the machine). Mirroring at test time is off for the time
-budgets. Measured times are in documentation/results.md.
+- the number of iterations is derived from the plans' estimated seconds per training iteration:
+  each cell trains for about ``train_seconds`` of estimated iteration time, each pre-training for
+  about ``pretrain_seconds`` (a pretext iteration priced by the plans' cost model,
+  :func:`pretext_cost`); epochs are rounded to the nearest whole number (at least 2). Two runs of
+  the same grid on the same plan train the same number of iterations, however busy the machine
+  is, so their results differ only by what the seeds leave open.
+- ``train_minutes`` / ``pretrain_minutes`` cap each run's wall clock (``--max-minutes``: the loop
+  fits its schedule to the minutes when the iterations do not fit, so the learning rate still
+  ends its decay). On the machine the plan was made for the cap does not bind (it is about twice
+  the estimate); it bounds the time on a machine that is much slower than its plan assumed.
+  A budget with minutes and no seconds is a pure wall-clock budget.
+
+Both are meant for a plan made for short iterations (``selfconfig_plan_and_preprocess
+--cpu-seconds 0.25``, as ``make demo`` does): on a 2-core CPU, 60 s of 1-second iterations is
+60 iterations, the start of training; of 0.2-second iterations it is 300.
+The grid warns when a cell gets fewer than :data:`FEW_ITERATIONS`.
+
+``quick`` is sized so that one application's grid (two strategies x 4 fractions x its 3 folds)
+with its pre-training takes at most about 45 minutes on a 2-core CPU: 24 cells x (about 95 s of
+iterations + 10 s of validation and test prediction) + about 2 minutes of pre-training. The
+measured times are in documentation/results.md. Mirroring at test time is off for both.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ class Budget:
     # any machine (the number of iterations then depends on the machine; each run records it)
     train_minutes: float | None = None
     pretrain_minutes: float | None = None
+    folds: tuple[int, ...] = (0,)  # the folds a grid runs when -f is not given
+
+
+#: fewer iterations than this per cell is the start of training, not a result: the grid warns
+FEW_ITERATIONS = 200
 
 
 #: the epoch count of a wall-clock budget: an upper bound the clock always reaches first
@@ -48,11 +60,13 @@ WALL_CLOCK_EPOCHS = 100_000
 
 
 BUDGETS = {
-    # the README's demo: two cells and one pre-training within about 10 minutes on any machine
-    "demo": Budget("demo", train_seconds=None, pretrain_seconds=None, iters_per_epoch=20, val_iters=2,
-                   train_minutes=2.25, pretrain_minutes=1.75),
-    "quick": Budget("quick", train_seconds=75, pretrain_seconds=200),
-    "full": Budget("full", train_seconds=None, pretrain_seconds=None, tta=True),
+    # the README's demo: two cells and one pre-training within about 8 minutes (10 at the caps)
+    "demo": Budget("demo", train_seconds=100, pretrain_seconds=60, iters_per_epoch=20, val_iters=2,
+                   train_minutes=3.25, pretrain_minutes=2.25),
+    # one application's grid, 3 folds, within about 45 minutes on a 2-core CPU
+    "quick": Budget("quick", train_seconds=60, pretrain_seconds=60, train_minutes=2.0, pretrain_minutes=2.25,
+                    folds=(0, 1, 2)),
+    "full": Budget("full", train_seconds=None, pretrain_seconds=None, tta=True, folds=(0, 1, 2, 3, 4)),
 }
 
 
@@ -88,17 +102,19 @@ def _epochs(seconds: float, per_iteration: float, per_epoch: int) -> int:
 def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_relative_cost: float = 1.0) -> dict:
     """Hyperparameter overrides for a budget (empty for ``full``). ``pretext_relative_cost``: a
     pretext iteration's cost relative to a supervised one (:func:`pretext_cost`)."""
-    if budget.train_minutes is not None:
-        per_epoch = budget.iters_per_epoch
-        return {"max_minutes": budget.train_minutes, "epochs": WALL_CLOCK_EPOCHS, "iters_per_epoch": per_epoch,
-                "val_iters": budget.val_iters, "pretrain_max_minutes": budget.pretrain_minutes,
-                "pretrain_epochs": WALL_CLOCK_EPOCHS, "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta,
-                "checkpoint_every": 1}
-    if budget.train_seconds is None:
+    if budget.train_seconds is None and budget.train_minutes is None:
         return {}
-    seconds = config.estimated_iteration_seconds or 1.0
     per_epoch = budget.iters_per_epoch
-    return {"epochs": _epochs(budget.train_seconds, seconds, per_epoch), "iters_per_epoch": per_epoch,
-            "val_iters": budget.val_iters,
-            "pretrain_epochs": _epochs(budget.pretrain_seconds, seconds * pretext_relative_cost, per_epoch),
-            "pretrain_iters_per_epoch": per_epoch, "tta": budget.tta, "checkpoint_every": 1}
+    hp = {"iters_per_epoch": per_epoch, "val_iters": budget.val_iters, "pretrain_iters_per_epoch": per_epoch,
+          "tta": budget.tta, "checkpoint_every": 1}
+    if budget.train_seconds is not None:
+        seconds = config.estimated_iteration_seconds or 1.0
+        hp["epochs"] = _epochs(budget.train_seconds, seconds, per_epoch)
+        hp["pretrain_epochs"] = _epochs(budget.pretrain_seconds, seconds * pretext_relative_cost, per_epoch)
+    else:
+        hp["epochs"] = hp["pretrain_epochs"] = WALL_CLOCK_EPOCHS
+    if budget.train_minutes is not None:
+        hp["max_minutes"] = budget.train_minutes
+    if budget.pretrain_minutes is not None:
+        hp["pretrain_max_minutes"] = budget.pretrain_minutes
+    return hp

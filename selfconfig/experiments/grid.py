@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from selfconfig.errors import ConfigurationError
-from selfconfig.experiments.budgets import budget_hyperparameters, get_budget, pretext_cost
+from selfconfig.experiments.budgets import (FEW_ITERATIONS, WALL_CLOCK_EPOCHS, budget_hyperparameters, get_budget,
+                                            pretext_cost)
 from selfconfig.experiments.claims import claims_for
 from selfconfig.experiments.scoring import metric_value, primary_metric
 from selfconfig.paths import Roots
@@ -64,12 +65,12 @@ def choose_configuration(data_plans, strategies: list[str], requested: str | Non
         "or on 3D with -c 3d_imagenet --inflate-3d (kernel inflation)")
 
 
-def run_experiment(dataset: str | None, strategies: list[str], fractions: list[float], folds: list[int | str],
+def run_experiment(dataset: str | None, strategies: list[str], fractions: list[float], folds: list[int | str] | None,
                    *, configuration: str | None = None, plans_name: str = DEFAULT_PLANS_NAME, budget: str = "quick",
                    roots: Roots | None = None, device: str | None = None, progress: bool = True,
                    overrides: dict | None = None, scheduler: str | None = None) -> ExperimentResult:
-    """``scheduler``: run the cells as tasks on a Dask cluster (an address, or ``local:N``);
-    None runs them one after the other in this process."""
+    """``folds``: None runs the budget's folds. ``scheduler``: run the cells as tasks on a Dask
+    cluster (an address, or ``local:N``); None runs them one after the other in this process."""
     from selfconfig.experiments.report import write_reports
 
     bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
@@ -84,6 +85,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     probe = open_dataset(dataset, None, plans_name, roots)
     config_name = choose_configuration(probe.plans, strategies, configuration)
     b = get_budget(budget)
+    folds = list(b.folds) if folds is None else folds
     tag = "" if b.name == "full" else b.name
     data = open_dataset(probe.dataset, config_name, plans_name, roots, tag=tag)
     dev = pick_device(device)
@@ -100,6 +102,13 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
 
             check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
+        if hp.max_minutes is None or hp.epochs < WALL_CLOCK_EPOCHS:
+            its = hp.epochs * hp.iters_per_epoch
+            if its < FEW_ITERATIONS:
+                log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
+                            "start of training, not a result; plan for shorter iterations "
+                            "(selfconfig_plan_and_preprocess --cpu-seconds 0.25) or give more epochs",
+                            s, its, b.name, data.config.estimated_iteration_seconds or float("nan"))
     from selfconfig.data.splits import fold_cases
 
     splits = data.splits()

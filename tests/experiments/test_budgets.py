@@ -69,3 +69,30 @@ def test_wall_clock_budgets_give_max_minutes(planned):
     hp = budget_hyperparameters(b, cfg)
     assert hp["max_minutes"] == 2.5 and hp["pretrain_max_minutes"] == 1.5
     assert hp["epochs"] == hp["pretrain_epochs"] == WALL_CLOCK_EPOCHS and hp["iters_per_epoch"] == 20
+
+
+def test_iteration_budgets_are_capped_by_the_clock_and_name_their_folds(planned):
+    """demo and quick train a fixed number of iterations (the same on a busy machine as on an
+    idle one), with a wall-clock cap that only binds on a machine much slower than its plan."""
+    _, cfg = _config(planned, "BUDC")
+    cfg.estimated_iteration_seconds = 0.2
+    for name in ("demo", "quick"):
+        b = get_budget(name)
+        hp = budget_hyperparameters(b, cfg)
+        assert hp["epochs"] * hp["iters_per_epoch"] == round(b.train_seconds / 0.2 / b.iters_per_epoch) * b.iters_per_epoch
+        assert hp["max_minutes"] == b.train_minutes and hp["pretrain_max_minutes"] == b.pretrain_minutes
+        # the cap is well above the estimate: it is a bound, not the budget
+        assert b.train_minutes * 60 >= 1.9 * b.train_seconds
+    assert get_budget("quick").folds == (0, 1, 2) and get_budget("demo").folds == (0,)
+    assert len(get_budget("full").folds) == 5
+
+
+def test_the_clock_only_shortens_a_run_that_would_not_fit():
+    from selfconfig.training.loop import LoopState, TimeBudget
+
+    fits = LoopState(epochs=4, iters_per_epoch=25, max_seconds=60.0)
+    TimeBudget(fits)._fit(0.1)  # 100 steps of 0.1 s fit in 60 s: the iterations decide
+    assert fits.planned_steps == 100
+    slow = LoopState(epochs=4, iters_per_epoch=25, max_seconds=6.0)
+    TimeBudget(slow)._fit(0.1)  # only 60 fit: the clock decides, and the schedule decays there
+    assert slow.planned_steps == 60
