@@ -161,6 +161,33 @@ def run_dir(roots: Roots, dataset: str, trainer: str, plans: str, configuration:
             / fraction_tag(fraction) / f"fold_{fold}")
 
 
+@dataclass(frozen=True)
+class RunLocation:
+    """What a run folder's path says: ``<Trainer>__<plans>__<config>[__tag]/frac_<f>/fold_<k>``."""
+
+    trainer: str
+    plans: str
+    configuration: str
+    tag: str
+    fraction: float
+    fold: str
+
+
+def parse_run_dir(fold_dir: str | Path) -> RunLocation | None:
+    """The inverse of :func:`run_dir` (None when ``fold_dir`` is not laid out as one)."""
+    fold_dir = Path(fold_dir)
+    frac_dir = fold_dir.parent
+    parts = frac_dir.parent.name.split("__")
+    if len(parts) not in (3, 4) or not frac_dir.name.startswith("frac_") or not fold_dir.name.startswith("fold_"):
+        return None
+    try:
+        fraction = float(frac_dir.name[len("frac_"):])
+    except ValueError:
+        return None
+    return RunLocation(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "", fraction,
+                       fold_dir.name[len("fold_"):])
+
+
 def pretrain_dir(roots: Roots, dataset: str, strategy: str, plans: str, configuration: str, tag: str = "") -> Path:
     return (results_dataset_dir(dataset, roots) / "pretrain"
             / run_folder_name(strategy, plans, configuration, tag))

@@ -21,6 +21,7 @@ from torch import nn
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError, PreviousStageError
+from selfconfig.paths import parse_run_dir, run_folder_name
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
@@ -99,27 +100,21 @@ def previous_stage_checkpoint(path: Path, configuration: str, previous: str) -> 
     fraction and fold, in the previous configuration's run folder
     (``<Trainer>__<plans>__<previous>[__tag]/frac_<f>/fold_<k>/``)."""
     path = Path(path)
-    fold_dir, frac_dir = path.parent, path.parent.parent
-    cfg_dir = frac_dir.parent
-    parts = cfg_dir.name.split("__")
-    if len(parts) not in (3, 4) or parts[2] != configuration:
+    loc = parse_run_dir(path.parent)
+    if loc is None or loc.configuration != configuration:
         raise PreviousStageError(f"{path} is not in a run folder <Trainer>__<plans>__{configuration}/frac_<f>/fold_<k>, "
                                  f"so the {previous} model that this cascade needs cannot be found beside it")
-    parts[2] = previous
-    return cfg_dir.parent / "__".join(parts) / frac_dir.name / fold_dir.name / path.name
+    fold_dir, frac_dir = path.parent, path.parent.parent
+    return (frac_dir.parent.parent / run_folder_name(loc.trainer, loc.plans, previous, loc.tag) / frac_dir.name
+            / fold_dir.name / path.name)
 
 
 def _train_command(prev_path: Path, plans: Plans, trainer: str) -> str:
     """``selfconfig_train`` for the run folder of ``prev_path`` (a missing previous stage)."""
-    from selfconfig.planning import DEFAULT_PLANS_NAME
+    from selfconfig.training.cascade import train_command_line
 
-    fold_dir, frac_dir = prev_path.parent, prev_path.parent.parent
-    parts = frac_dir.parent.name.split("__")
-    cmd = (f"selfconfig_train -d {plans.dataset_name} -c {parts[2]} -tr {trainer} "
-           f"-frac {float(frac_dir.name[len('frac_'):]):g} -f {fold_dir.name[len('fold_'):]}")
-    if parts[1] != DEFAULT_PLANS_NAME:
-        cmd += f" -p {parts[1]}"
-    return cmd + (f" --tag {parts[3]}" if len(parts) == 4 else "")
+    loc = parse_run_dir(prev_path.parent)
+    return train_command_line(plans.dataset_name, loc.configuration, trainer, loc.fraction, loc.fold, loc.plans, loc.tag)
 
 
 class Predictor:

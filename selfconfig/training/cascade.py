@@ -34,12 +34,16 @@ NEXT_STAGE_FOLDER = "predicted_next_stage"
 def train_command(data, configuration: str, trainer: str, fraction: float, folds: list) -> str:
     """The ``selfconfig_train`` command line that trains ``configuration`` for ``folds``."""
     fold = str(folds[0]) if len(folds) == 1 else "F"
-    cmd = f"selfconfig_train -d {data.dataset} -c {configuration} -tr {trainer} -frac {fraction:g} -f {fold}"
-    if data.plans.plans_name != DEFAULT_PLANS_NAME:
-        cmd += f" -p {data.plans.plans_name}"
-    if data.tag:
-        cmd += f" --tag {data.tag}"
-    return cmd
+    return train_command_line(data.dataset, configuration, trainer, fraction, fold, data.plans.plans_name, data.tag)
+
+
+def train_command_line(dataset: str, configuration: str, trainer: str, fraction: float, fold: str,
+                       plans_name: str = DEFAULT_PLANS_NAME, tag: str = "") -> str:
+    """``selfconfig_train`` for one run folder (:func:`selfconfig.paths.run_dir`'s arguments)."""
+    cmd = f"selfconfig_train -d {dataset} -c {configuration} -tr {trainer} -frac {float(fraction):g} -f {fold}"
+    if plans_name != DEFAULT_PLANS_NAME:
+        cmd += f" -p {plans_name}"
+    return cmd + (f" --tag {tag}" if tag else "")
 
 
 def check_cascade_trainer(trainer, data) -> None:
