@@ -262,13 +262,13 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
         state.epoch += 1
         state.step_in_epoch = 0
         state.partial = {}
-        if out_of_time:
+        if out_of_time and state.global_step < state.epochs * state.iters_per_epoch:
             # the budget ends the run here: this (possibly shorter) epoch is the last one
             state.time_limited = True
             state.epochs = state.epoch
             log.info("time budget of %.1f min reached after %d iteration(s) (%.1f min): stopping", state.max_seconds / 60,
                      state.global_step, state.elapsed_seconds / 60)
-        else:
+        elif not out_of_time:
             budget.after_epoch()
         for cb in callbacks:
             cb.on_epoch_end(module, state, epoch_logs)

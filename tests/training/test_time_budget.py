@@ -71,6 +71,16 @@ def test_max_minutes_stops_the_loop_and_fits_the_schedule():
     assert state.elapsed_seconds >= 0.5
 
 
+def test_a_run_that_fits_its_cap_is_not_time_limited():
+    """An iteration budget with a generous wall-clock cap (the demo's and quick's) trains all its
+    iterations and records that the clock did not cut it short."""
+    module = _SlowModule(0.0)
+    state = LoopState(epochs=3, iters_per_epoch=4, max_seconds=60.0)
+    fit(module, state, _stream, lambda: [{}], [], progress=False)
+    assert state.global_step == 12 and state.epochs == 3 and state.finished and not state.time_limited
+    assert module.lrs[-1] < module.lrs[0]  # the schedule decays over the 12 steps
+
+
 def test_without_a_budget_nothing_changes():
     module = _SlowModule(0.0)
     state = LoopState(epochs=3, iters_per_epoch=4)
