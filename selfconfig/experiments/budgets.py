@@ -112,6 +112,7 @@ def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_re
         seconds = config.estimated_iteration_seconds or 1.0
         hp["epochs"] = _epochs(budget.train_seconds, seconds, per_epoch)
         hp["pretrain_epochs"] = _epochs(budget.pretrain_seconds, seconds * pretext_relative_cost, per_epoch)
+        hp["fit_schedule_to_minutes"] = False  # the minutes are a cap: a busy machine changes nothing below it
     else:
         hp["epochs"] = hp["pretrain_epochs"] = WALL_CLOCK_EPOCHS
     if budget.train_minutes is not None:

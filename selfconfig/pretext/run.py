@@ -123,7 +123,8 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
             "lr": hp.pretrain_lr or task_cls.default_lr or hp.lr, "optimizer": hp.optimizer,
             "weight_decay": hp.weight_decay, "batch_size": hp.batch_size or cfg.batch_size, "augment": hp.augment,
             "seed": hp.seed, "epochs": hp.pretrain_epochs, "iters_per_epoch": hp.pretrain_iters_per_epoch,
-            "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision}
+            "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision,
+            **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True})}
 
 
 def recorded_settings(out_dir: Path, checkpoint: Path | None) -> dict:
@@ -182,7 +183,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     cfg = data.config
     batch_size = hp.batch_size or cfg.batch_size
     state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch,
-                      max_seconds=hp.pretrain_max_minutes * 60 if hp.pretrain_max_minutes else None)
+                      max_seconds=hp.pretrain_max_minutes * 60 if hp.pretrain_max_minutes else None,
+                      fit_to_time=hp.fit_schedule_to_minutes)
     if ckpt is not None:
         state = restore(task, ckpt)
         dist.reseed_rank_streams(task, seed, state.global_step)

@@ -36,6 +36,10 @@ class TrainingConfig:
     # that passes it, and the learning-rate schedule is fitted to it; epochs x iterations stay the upper bound
     max_minutes: float | None = None
     pretrain_max_minutes: float | None = None
+    # False: the minutes are only a cap (the experiment's demo and quick budgets): the schedule keeps
+    # epochs x iterations, and a run that reaches the cap stops there, before its decay has ended;
+    # a run that fits trains exactly the same iterations however busy the machine is
+    fit_schedule_to_minutes: bool = True
     # pre-training (surrogate strategies)
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50

@@ -55,6 +55,7 @@ class LoopState:
     elapsed_seconds: float = 0.0
     planned_steps: int | None = None
     time_limited: bool = False
+    fit_to_time: bool = True  # False: max_seconds is a hard cap; the schedule keeps epochs x iterations
 
     @property
     def total_steps(self) -> int:
@@ -64,7 +65,8 @@ class LoopState:
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("epochs", "iters_per_epoch", "epoch", "step_in_epoch", "global_step",
                                                "history", "partial", "best_metric", "ema_metric", "finished",
-                                               "max_seconds", "elapsed_seconds", "planned_steps", "time_limited")}
+                                               "max_seconds", "elapsed_seconds", "planned_steps", "time_limited",
+                                               "fit_to_time")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LoopState":
@@ -215,6 +217,8 @@ class TimeBudget:
 
     def _fit(self, seconds_per_step: float) -> None:
         st = self.state
+        if not st.fit_to_time:
+            return  # a hard cap: the iterations decide, the clock only stops a run that cannot finish
         remaining = max(0.0, st.max_seconds - st.elapsed_seconds)
         planned = st.global_step + max(1, int(remaining / max(seconds_per_step, 1e-6)))
         st.planned_steps = min(planned, st.epochs * st.iters_per_epoch)

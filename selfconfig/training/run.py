@@ -161,7 +161,8 @@ def _train(trainer: Trainer, run: RunContext, hp: TrainingConfig, resume_from: P
                               label_scheme=LabelScheme.of(data.plans) if data.task == "segmentation" else None,
                               previous_stage=previous_stage)
     state = LoopState(epochs=hp.epochs, iters_per_epoch=hp.iters_per_epoch,
-                      max_seconds=hp.max_minutes * 60 if hp.max_minutes else None)
+                      max_seconds=hp.max_minutes * 60 if hp.max_minutes else None,
+                      fit_to_time=hp.fit_schedule_to_minutes)
     if ckpt is not None:
         state = restore(module, ckpt)
         dist.reseed_rank_streams(module, seed, state.global_step)

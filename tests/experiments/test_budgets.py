@@ -82,6 +82,7 @@ def test_iteration_budgets_are_capped_by_the_clock_and_name_their_folds(planned)
         epochs = int(b.train_seconds / 0.2 / b.iters_per_epoch + 0.5)  # rounded half up
         assert hp["epochs"] * hp["iters_per_epoch"] == epochs * b.iters_per_epoch
         assert hp["max_minutes"] == b.train_minutes and hp["pretrain_max_minutes"] == b.pretrain_minutes
+        assert hp["fit_schedule_to_minutes"] is False  # a cap, not a budget the schedule is fitted to
         # the cap is well above the estimate: it is a bound, not the budget
         assert b.train_minutes * 60 >= 1.9 * b.train_seconds and b.pretrain_minutes * 60 >= 1.9 * b.pretrain_seconds
     assert get_budget("quick").folds == (0, 1, 2) and get_budget("demo").folds == (0,)

@@ -81,6 +81,19 @@ def test_a_run_that_fits_its_cap_is_not_time_limited():
     assert module.lrs[-1] < module.lrs[0]  # the schedule decays over the 12 steps
 
 
+def test_a_hard_cap_keeps_the_iteration_schedule():
+    """fit_to_time=False (the demo's and quick's cap): a slow spell never re-fits the schedule, so a
+    run that fits trains exactly its iterations; one that cannot fit stops at the cap, undecayed."""
+    module = _SlowModule(0.02)
+    state = LoopState(epochs=100, iters_per_epoch=10, max_seconds=0.6, fit_to_time=False)
+    fit(module, state, _stream, lambda: [{}], [], progress=False)
+    assert state.time_limited and state.planned_steps is None and 10 <= state.global_step < 1000
+    assert module.lrs[-1] > 0.9 * module.lrs[0]  # the schedule is the 1000 iterations', cut short
+    fits = LoopState(epochs=3, iters_per_epoch=4, max_seconds=60.0, fit_to_time=False)
+    TimeBudget(fits)._fit(100.0)  # a slow spell: nothing is re-planned
+    assert fits.planned_steps is None
+
+
 def test_without_a_budget_nothing_changes():
     module = _SlowModule(0.0)
     state = LoopState(epochs=3, iters_per_epoch=4)
