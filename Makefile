@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 # Scratch and SurrogateFlip on 25 % of fold 0's labels, predict and score the test scans, print
 # the table and the figure's path (about 9 minutes on a 2-core CPU, after installation).
 # The demo's budget is iterations (about 90 s of estimated iterations per arm, 80 s of
-# pre-training: about 440 and 1280 iterations) with a wall-clock cap (3.25 / 3.5 minutes) for a
+# pre-training: about 440 and 1280 iterations) with a wall-clock cap (3.75 / 4 minutes) for a
 # machine slower than its plan; it plans for short iterations (--cpu-seconds 0.25): with the
 # default 1 s plan the same seconds would be about 90 iterations (documentation/benchmarks.md).
 demo: $(STAMP)
