@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
     p.add_argument("-p", "--plans", default="selfconfigPlans")
     p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
-                   help="quick: at most about 45 min for 2 strategies x 4 fractions x 3 folds on a 2-core CPU, on a "
-                        "plan made with --cpu-seconds 0.25; full: trainer defaults, 5 folds")
+                   help="quick: 60 s of estimated iterations per cell (300 on a plan made with --cpu-seconds 0.25), "
+                        "folds 0-2 (LUNG_LOBES, 2 strategies: 56 min on a 2-core CPU); full: trainer defaults, 5 folds")
     p.add_argument("--epochs", type=int,
                    help="fine-tuning epochs of every cell instead of the budget's; finished cells with fewer "
                         "epochs are extended")

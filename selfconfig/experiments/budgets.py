@@ -21,10 +21,12 @@ Both are meant for a plan made for short iterations (``selfconfig_plan_and_prepr
 60 iterations, the start of training; of 0.2-second iterations it is 300.
 The grid warns when a cell gets fewer than :data:`FEW_ITERATIONS`.
 
-``quick`` is sized so that one application's grid (two strategies x 4 fractions x its 3 folds)
-with its pre-training takes at most about 45 minutes on a 2-core CPU: 24 cells x (about 95 s of
-iterations + 10 s of validation and test prediction) + about 2 minutes of pre-training. The
-measured times are in documentation/results.md. Mirroring at test time is off for both.
+``quick`` is sized for one application's grid (two strategies x 4 fractions x its 3 folds) with
+its pre-training in about 45 minutes on a 2-core CPU: 24 cells x (300 iterations + validation
+and test prediction) + the pre-training. Measured on LUNG_LOBES: 55.6 minutes (0.4 s per
+iteration that evening, 0.3 s that afternoon, on the same idle machine); at 300 iterations the
+cells have left the class prior but are not converged (documentation/results.md). Mirroring at
+test time is off for both.
 """
 
 from __future__ import annotations
