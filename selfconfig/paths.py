@@ -22,6 +22,7 @@ ENV_VARS = {
     "results": "SELFCONFIG_RESULTS",
 }
 DEFAULT_BASE = "selfconfig_data"
+DEFAULT_PLANS_NAME = "selfconfigPlans"  # the plans a run folder names unless -p says otherwise
 
 
 def user_cache_dir() -> Path:
@@ -186,6 +187,15 @@ def parse_run_dir(fold_dir: str | Path) -> RunLocation | None:
         return None
     return RunLocation(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "", fraction,
                        fold_dir.name[len("fold_"):])
+
+
+def train_command_line(dataset: str, configuration: str, trainer: str, fraction: float, fold: str,
+                       plans_name: str = DEFAULT_PLANS_NAME, tag: str = "") -> str:
+    """``selfconfig_train`` for one run folder (:func:`selfconfig.paths.run_dir`'s arguments)."""
+    cmd = f"selfconfig_train -d {dataset} -c {configuration} -tr {trainer} -frac {float(fraction):g} -f {fold}"
+    if plans_name != DEFAULT_PLANS_NAME:
+        cmd += f" -p {plans_name}"
+    return cmd + (f" --tag {tag}" if tag else "")
 
 
 def pretrain_dir(roots: Roots, dataset: str, strategy: str, plans: str, configuration: str, tag: str = "") -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from selfconfig.dataset.verify import verify_dataset
 from selfconfig.fingerprint import add_classification_counts, compute_fingerprint, save_fingerprint
-from selfconfig.paths import Roots, resolve_dataset_name, user_cache_dir
+from selfconfig.paths import DEFAULT_PLANS_NAME, Roots, resolve_dataset_name, user_cache_dir  # noqa: F401 (re-exported)
 from selfconfig.plans import Plans
 from selfconfig.errors import ConfigurationError
 from selfconfig.dataset.trainability import trainability_warnings
@@ -18,7 +18,6 @@ from selfconfig.utils import atomic_write_bytes, check_free_space, write_error
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PLANS_NAME = "selfconfigPlans"
 CPU_THROUGHPUT_CACHE = "cpu_throughput.json"  # in the user cache folder: one measurement per machine
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError, IncompatibleDatasetError, PreviousStageError
-from selfconfig.paths import parse_run_dir, run_folder_name
+from selfconfig.paths import parse_run_dir, run_folder_name, train_command_line
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
@@ -111,8 +111,6 @@ def previous_stage_checkpoint(path: Path, configuration: str, previous: str) -> 
 
 def _train_command(prev_path: Path, plans: Plans, trainer: str) -> str:
     """``selfconfig_train`` for the run folder of ``prev_path`` (a missing previous stage)."""
-    from selfconfig.training.cascade import train_command_line
-
     loc = parse_run_dir(prev_path.parent)
     return train_command_line(plans.dataset_name, loc.configuration, trainer, loc.fraction, loc.fold, loc.plans, loc.tag)
 

@@ -21,7 +21,7 @@ from selfconfig.data.sampler import CaseRef
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.io import output_ending_for, read_label
 from selfconfig.errors import IncompatibleDatasetError, PreviousStageError
-from selfconfig.planning import DEFAULT_PLANS_NAME
+from selfconfig.paths import train_command_line
 from selfconfig.preprocessing import storage
 from selfconfig.preprocessing.previous_stage import to_preprocessed_grid
 from selfconfig.utils import read_json, write_json
@@ -35,15 +35,6 @@ def train_command(data, configuration: str, trainer: str, fraction: float, folds
     """The ``selfconfig_train`` command line that trains ``configuration`` for ``folds``."""
     fold = str(folds[0]) if len(folds) == 1 else "F"
     return train_command_line(data.dataset, configuration, trainer, fraction, fold, data.plans.plans_name, data.tag)
-
-
-def train_command_line(dataset: str, configuration: str, trainer: str, fraction: float, fold: str,
-                       plans_name: str = DEFAULT_PLANS_NAME, tag: str = "") -> str:
-    """``selfconfig_train`` for one run folder (:func:`selfconfig.paths.run_dir`'s arguments)."""
-    cmd = f"selfconfig_train -d {dataset} -c {configuration} -tr {trainer} -frac {float(fraction):g} -f {fold}"
-    if plans_name != DEFAULT_PLANS_NAME:
-        cmd += f" -p {plans_name}"
-    return cmd + (f" --tag {tag}" if tag else "")
 
 
 def check_cascade_trainer(trainer, data) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfconfig.paths import Roots, parse_run_dir, run_dir
-from selfconfig.training.cascade import train_command_line
+from selfconfig.paths import Roots, parse_run_dir, run_dir, train_command_line
 
 
 def test_a_run_folder_reads_back_into_its_run(tmp_path):
