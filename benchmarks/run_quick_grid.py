@@ -24,26 +24,24 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import fail, fresh_dir, machine_info, run_measured, selfconfig_env, selfconfig_exe  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
-def _run(cmd: list[str], env: dict, log: Path) -> float:
-    t0 = time.perf_counter()
-    with open(log, "a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        rc = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
-    if rc:
-        raise SystemExit(f"{' '.join(cmd)} failed with exit code {rc}; see {log}")
-    return round(time.perf_counter() - t0, 1)
+def _run(step: str, cmd: list[str], env: dict, work: Path) -> float:
+    """Run one step (its output in WORK/STEP.log); its wall seconds, or exit with the log's tail."""
+    m = run_measured(step, cmd, env=env, log=work / f"{step}.log")
+    if not m.ok:
+        fail(step, m)
+    return round(m.wall_s, 1)
 
 
 def _test_metric(results_csv: Path, strategy: str, fraction: float, fold: int) -> float | None:
@@ -66,22 +64,18 @@ def main() -> None:
     ap.add_argument("--out", help="default: documentation/results/DATASET")
     args = ap.parse_args()
 
-    work = Path(args.workdir) / args.dataset
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    env = {**os.environ, "SELFCONFIG_RAW": str(work / "raw"), "SELFCONFIG_PREPROCESSED": str(work / "preprocessed"),
-           "SELFCONFIG_RESULTS": str(work / "results")}
-    log = work / "run.log"
+    work = fresh_dir(Path(args.workdir) / args.dataset)
+    env = selfconfig_env(work / "raw", work / "preprocessed", work / "results")
     timing: dict = {"dataset": args.dataset, "trainers": args.trainers, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
-                    "seconds": {}}
+                    "machine": machine_info(), "seconds": {}}
     sec = timing["seconds"]
-    sec["make_example"] = _run([str(BIN / "selfconfig_make_example"), args.dataset], env, log)
-    sec["plan_and_preprocess"] = _run([str(BIN / "selfconfig_plan_and_preprocess"), "-d", args.dataset,
-                                       "--cpu-seconds", str(args.cpu_seconds), "--no-progress"], env, log)
-    exp = [str(BIN / "selfconfig_experiment"), "-d", args.dataset, "-tr", *args.trainers, "--budget", "quick",
+    sec["make_example"] = _run("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset], env, work)
+    sec["plan_and_preprocess"] = _run("plan_and_preprocess", [
+        selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset, "--cpu-seconds", str(args.cpu_seconds),
+        "--no-progress"], env, work)
+    exp = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", *args.trainers, "--budget", "quick",
            "--no-progress"] + (["-c", args.configuration] if args.configuration else [])
-    sec["grid"] = _run(exp, env, log)
+    sec["grid"] = _run("grid", exp, env, work)
 
     # what the plan and the budget gave each cell
     os.environ.update({k: env[k] for k in ("SELFCONFIG_RAW", "SELFCONFIG_PREPROCESSED", "SELFCONFIG_RESULTS")})
@@ -113,11 +107,11 @@ def main() -> None:
     exp_dir = work / "results" / args.dataset / "experiment"
     if args.reference:
         hp = budget_hyperparameters(quick, config)
-        ref_env = {**env, "SELFCONFIG_RESULTS": str(work / "reference")}
-        ref_cmd = [str(BIN / "selfconfig_experiment"), "-d", args.dataset, "-tr", "Scratch", "-frac", "1.0", "-f", "0",
+        ref_env = selfconfig_env(work / "raw", work / "preprocessed", work / "reference")
+        ref_cmd = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", "Scratch", "-frac", "1.0", "-f", "0",
                    "--budget", "quick", "--epochs", str(4 * hp["epochs"]), "--max-minutes", str(4 * quick.train_minutes),
                    "--no-progress", "-c", config_name]
-        sec["reference"] = _run(ref_cmd, ref_env, log)
+        sec["reference"] = _run("reference", ref_cmd, ref_env, work)
         ref = _test_metric(work / "reference" / args.dataset / "experiment" / "results.csv", "Scratch", 1.0, 0)
         mine = _test_metric(exp_dir / "results.csv", "Scratch", 1.0, 0)
         timing["reference"] = {"iterations": 4 * hp["epochs"] * hp["iters_per_epoch"], "test": ref,

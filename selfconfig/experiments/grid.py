@@ -15,8 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selfconfig.errors import ConfigurationError
-from selfconfig.experiments.budgets import (FEW_ITERATIONS, WALL_CLOCK_EPOCHS, budget_hyperparameters, get_budget,
-                                            pretext_cost)
+from selfconfig.experiments.budgets import FEW_ITERATIONS, budget_hyperparameters, get_budget, pretext_cost
 from selfconfig.experiments.claims import claims_for
 from selfconfig.experiments.scoring import metric_value, primary_metric
 from selfconfig.paths import Roots
@@ -102,13 +101,12 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
 
             check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
-        if hp.max_minutes is None or hp.epochs < WALL_CLOCK_EPOCHS:
-            its = hp.epochs * hp.iters_per_epoch
-            if its < FEW_ITERATIONS:
-                log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
-                            "start of training, not a result; plan for shorter iterations "
-                            "(selfconfig_plan_and_preprocess --cpu-seconds 0.25) or give more epochs",
-                            s, its, b.name, data.config.estimated_iteration_seconds or float("nan"))
+        its = hp.epochs * hp.iters_per_epoch  # a pure wall-clock budget's bound is never below FEW_ITERATIONS
+        if its < FEW_ITERATIONS:
+            log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
+                        "start of training, not a result; plan for shorter iterations "
+                        "(selfconfig_plan_and_preprocess --cpu-seconds 0.25) or give more epochs",
+                        s, its, b.name, data.config.estimated_iteration_seconds or float("nan"))
     from selfconfig.data.splits import fold_cases
 
     splits = data.splits()
