@@ -10,7 +10,7 @@ repetition (the machine's load drifts; alternating keeps the drift off one side)
     the same with scheduler="local:N"
 
 Reported: wall time of each run (imports, cluster start and stop included), medians, and whether
-both modes wrote the same results.csv (every column but the run folder's root).
+both modes wrote the same results.csv (its run folders are relative to the results root).
 
     .venv/bin/python benchmarks/bench_grid.py --repeats 2 --out /tmp/bench/grid.json
 """
@@ -84,7 +84,6 @@ def main() -> int:
                 return 1
             csv = Path(r.stdout.strip().splitlines()[-1])
             df = pd.read_csv(csv)
-            df["run_dir"] = [s.replace(str(results), "<results>") for s in df["run_dir"]]
             runs[mode].append({"wall_s": wall, "table": df.to_dict(orient="list")})
             print(f"[{rep + 1}/{args.repeats}] {mode}: {wall:.1f} s, {len(df)} rows", file=sys.stderr, flush=True)
     tables = [json.dumps(r["table"], sort_keys=True) for rs in runs.values() for r in rs]
@@ -96,7 +95,7 @@ def main() -> int:
     for m, s in summary.items():
         print(f"| {m} | {', '.join(f'{w:.1f}' for w in s['walls_s'])} | {s['median_s']:.1f} | "
               f"{s['median_s'] / base:.2f}x |")
-    print(f"\nresults.csv identical in every run (run folder root aside): {same}")
+    print(f"\nresults.csv identical in every run: {same}")
     out = args.out or work / "grid.json"
     out.write_text(json.dumps({"benchmark": "grid", "machine": machine_info(), "loadavg_before": load_before,
                                "summary": summary, "identical_results": same, "precision": args.precision,

@@ -174,7 +174,9 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
     cases = read_json(run_dir / "cases.json")
     rows = []
     base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
-            "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]), "run_dir": str(run_dir)}
+            "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]),
+            # relative to the results root ($SELFCONFIG_RESULTS), so the table still reads after a move
+            "run_dir": run_dir.relative_to(data.roots.results).as_posix()}
     if result.validation is not None:
         scores = metric_value(raw_dir, "train", cases["val"], result.validation, run_dir / "validation")
         rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
