@@ -167,6 +167,13 @@ class ClassificationPretext(PretextTask):
 
     num_outputs = 1
 
+    def learning_rate(self, step: int, total: int) -> float:
+        """The fine-tuning schedule: linear warm-up over ``warmup_fraction`` of the steps, then poly
+        decay. Without it, AdamW's full rate from the first step sometimes drove rotation
+        prediction on a batch-norm encoder into a constant output it never left (FUNDUS_DR,
+        ``2d_imagenet``, 300 iterations: held out 0.364, chance 0.333)."""
+        return poly_lr(self.lr, step, total, self.hp.poly_exponent, int(round(self.hp.warmup_fraction * total)))
+
     def build(self) -> None:
         from selfconfig.networks import build_pretext_network, init_weights_xavier
 

@@ -22,6 +22,7 @@ from selfconfig.checkpoint import load_checkpoint, save_checkpoint
 from selfconfig.data.sampler import CaseRef, PatchSampler
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.logs import LogFile
+from selfconfig.pretext.base import ClassificationPretext
 from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, find_resume_checkpoint, make_sampler, patch_batches,
                                          restore, run_loop, stream_from)
@@ -115,7 +116,7 @@ SUMMARY_NAME = "pretrain_summary.json"
 
 def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) -> dict:
     """What a pre-training's result depends on (its cache key): task, plans, configuration and patch,
-    learning rate, optimizer, batch, augmentation, seed, epochs, iterations, time budget, precision."""
+    learning rate (and warm-up), optimizer, batch, augmentation, seed, epochs, iterations, time budget, precision."""
     task_cls = strategy_cls.pretext_task
     cfg = data.config
     return {"pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}", "plans": data.plans.plans_name,
@@ -124,6 +125,8 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
             "weight_decay": hp.weight_decay, "batch_size": hp.batch_size or cfg.batch_size, "augment": hp.augment,
             "seed": hp.seed, "epochs": hp.pretrain_epochs, "iters_per_epoch": hp.pretrain_iters_per_epoch,
             "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision,
+            # the classification pretexts warm up like fine-tuning (ClassificationPretext.learning_rate)
+            **({"warmup_fraction": hp.warmup_fraction} if issubclass(task_cls, ClassificationPretext) else {}),
             **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True})}
 
 
