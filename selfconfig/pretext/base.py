@@ -18,7 +18,7 @@ from torch import nn
 from selfconfig.dataset.schema import TASKS
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.loop import LoopState
-from selfconfig.training.modules import OptimizationMixin, poly_lr
+from selfconfig.training.modules import OptimizationMixin, poly_lr, warmup_poly_lr
 
 if TYPE_CHECKING:  # pragma: no cover
     from selfconfig.training.context import DatasetContext
@@ -172,7 +172,7 @@ class ClassificationPretext(PretextTask):
         decay. Without it, AdamW's full rate from the first step sometimes drove rotation
         prediction on a batch-norm encoder into a constant output it never left (FUNDUS_DR,
         ``2d_imagenet``, 300 iterations: held out 0.364, chance 0.333)."""
-        return poly_lr(self.lr, step, total, self.hp.poly_exponent, int(round(self.hp.warmup_fraction * total)))
+        return warmup_poly_lr(self.lr, step, total, self.hp)
 
     def build(self) -> None:
         from selfconfig.networks import build_pretext_network, init_weights_xavier

@@ -29,6 +29,12 @@ def poly_lr(initial: float, step: int, total: int, exponent: float = 0.9, warmup
     return initial * (1 - min(step, max(total - 1, 0)) / max(total, 1)) ** exponent
 
 
+def warmup_poly_lr(initial: float, step: int, total: int, hp) -> float:
+    """The training schedule of ``hp`` (a :class:`~selfconfig.training.config.TrainingConfig`): linear
+    warm-up over ``hp.warmup_fraction`` of the steps, then poly decay with ``hp.poly_exponent``."""
+    return poly_lr(initial, step, total, hp.poly_exponent, int(round(hp.warmup_fraction * total)))
+
+
 class OptimizationMixin:
     """Shared by every loop module: device moves, mixed precision, clipping, learning-rate schedule."""
 

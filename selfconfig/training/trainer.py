@@ -22,7 +22,7 @@ from torch import nn
 from selfconfig.dataset.labels import LabelScheme
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.losses import SegmentationLoss, classification_loss
-from selfconfig.training.modules import poly_lr
+from selfconfig.training.modules import warmup_poly_lr
 
 if TYPE_CHECKING:  # pragma: no cover
     from selfconfig.training.context import DatasetContext, RunContext
@@ -83,7 +83,7 @@ class Trainer:
         return make_optimizer(network.parameters(), hp, hp.lr)
 
     def learning_rate(self, step: int, total: int, hp: TrainingConfig) -> float:
-        return poly_lr(hp.lr, step, total, hp.poly_exponent, int(round(hp.warmup_fraction * total)))
+        return warmup_poly_lr(hp.lr, step, total, hp)
 
     def build_loss(self, run: "RunContext", train_labels: list[int] | None = None) -> nn.Module:
         if run.data.task == "segmentation":
