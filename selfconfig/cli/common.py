@@ -11,7 +11,7 @@ from typing import Callable
 
 from selfconfig.errors import SelfconfigError, VerificationError
 from selfconfig.logs import LogFile, add_log_file, configure_logging  # noqa: F401  (re-exported)
-from selfconfig.paths import Roots
+from selfconfig.paths import DEFAULT_PLANS_NAME, Roots
 
 
 def add_root_args(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,10 @@ def add_root_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--raw", help="raw datasets root (env SELFCONFIG_RAW)")
     g.add_argument("--preprocessed", help="preprocessed data root (env SELFCONFIG_PREPROCESSED)")
     g.add_argument("--results", help="results root (env SELFCONFIG_RESULTS)")
+
+
+def add_plans_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS_NAME, help="plans name")
 
 
 def add_tag_arg(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, roots_from, run, setup_logging
+from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, roots_from, run,
+                                   setup_logging)
 from selfconfig.cli.validate import Parser, parse
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--folds", nargs="+",
                    help="folds (default: the budget's: demo 0, quick 0 1 2, full 0 1 2 3 4)")
     p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
-    p.add_argument("-p", "--plans", default="selfconfigPlans")
+    add_plans_arg(p)
     p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
                    help="quick: 60 s of estimated iterations per cell (300 on a plan made with --cpu-seconds 0.25), "
                         "folds 0-2 (LUNG_LOBES, 2 strategies: 56 min on a 2-core CPU); full: trainer defaults, 5 folds")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.common import (add_common_args, add_plans_arg, add_root_args, add_tag_arg, roots_from, run,
+                                   setup_logging)
 from selfconfig.cli.validate import Parser
 
 
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", nargs="+", help="configuration(s) (default: the recommended one)")
     p.add_argument("-frac", "--fraction", type=float, help="label fraction (default: the only one trained)")
     p.add_argument("-f", "--folds", nargs="+", help="folds (default: every finished fold)")
-    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    add_plans_arg(p)
     p.add_argument("--checkpoint", default="final", choices=["final", "best"], help="which checkpoint to export")
     p.add_argument("--postprocessing", help="post-processing file to ship (default: the one "
                                             "selfconfig_find_best_configuration decided for these members, if any)")

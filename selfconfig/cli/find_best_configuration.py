@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.common import (add_common_args, add_plans_arg, add_root_args, add_tag_arg, roots_from, run,
+                                   setup_logging)
 from selfconfig.cli.validate import Parser, parse
 
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configurations", nargs="+", help="configurations to compare (default: every trained one)")
     p.add_argument("-frac", "--fraction", type=float, help="label fraction (default: the only one trained)")
     p.add_argument("-f", "--folds", nargs="+", help="folds (default: those every candidate finished)")
-    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    add_plans_arg(p)
     p.add_argument("--no-ensembles", action="store_true", help="compare single configurations only")
     p.add_argument("--device", help="cpu, cuda or cuda:N (for validation cases that must be predicted again)")
     add_tag_arg(p)

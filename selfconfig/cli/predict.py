@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from selfconfig.cli.validate import Parser, parse
-from selfconfig.cli.common import add_common_args, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.common import (add_common_args, add_plans_arg, add_root_args, add_tag_arg, roots_from, run,
+                                   setup_logging)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "their probabilities")
     p.add_argument("-frac", "--fraction", type=float, help="label fraction of the run (default: the only one trained)")
     p.add_argument("-f", "--folds", nargs="+", help="folds to ensemble (default: every finished fold)")
-    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    add_plans_arg(p)
     p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"], help="which checkpoint")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation")
     p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.npz")

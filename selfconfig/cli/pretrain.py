@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import (add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run,
-                                   setup_logging)
+from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
+                                   roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-tr", "--trainer", required=True, help="surrogate strategy, e.g. SurrogateFlip")
     p.add_argument("-d", "--dataset", help="dataset (optional when only one is preprocessed)")
     p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
-    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    add_plans_arg(p)
     p.add_argument("--epochs", type=int, help="pre-training epochs")
     p.add_argument("--iters-per-epoch", type=int, help="pre-training iterations per epoch")
     p.add_argument("--lr", type=float, help="pre-training learning rate (default: the task's)")

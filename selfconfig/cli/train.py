@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import add_common_args, add_logger_arg, add_root_args, add_tag_arg, roots_from, run, setup_logging
+from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
+                                   roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", help="configuration (default: the plans' recommended one)")
     p.add_argument("-f", "--fold", default="0", help="fold 0..4 or 'all' (default 0)")
     p.add_argument("-frac", "--fraction", type=float, default=1.0, help="fraction of the fold's labeled cases (0, 1]")
-    p.add_argument("-p", "--plans", default="selfconfigPlans", help="plans name")
+    add_plans_arg(p)
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="resume an interrupted run, or extend a finished one with more --epochs")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in the same folder")
