@@ -64,7 +64,7 @@ class DecoderPlan:
 
 @dataclass
 class HeadPlan:
-    pooling: str = "avg"  # global pooling before the fully connected output
+    pooling: str = "avg"  # global pooling before the fully connected output: avg | max | avg_centre (2x the features)
     hidden_features: int = 0  # 0: pooling -> linear; >0: pooling -> linear -> nonlin -> linear
     dropout: float = 0.0
 

@@ -176,11 +176,34 @@ def stacked_conv_blocks(
     return nn.Sequential(*blocks)
 
 
+POOLINGS = ("avg", "max", "avg_centre")
+
+
+def centre_region(x: torch.Tensor) -> torch.Tensor:
+    """The central half of every spatial axis of (B, C, ...) (at least one voxel; of 4 voxels the
+    middle 2, of 3 the middle one)."""
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        k = max(1, n // 2)
+        x = x.narrow(axis, (n - k) // 2, k)
+    return x
+
+
+def pooled_features(kind: str, channels: int) -> int:
+    """Features out of :func:`global_pool` ``kind`` for a map of ``channels`` channels."""
+    return 2 * channels if kind == "avg_centre" else channels
+
+
 def global_pool(kind: str, x: torch.Tensor) -> torch.Tensor:
-    """Global pooling over all spatial axes: (B, C, ...) -> (B, C)."""
+    """Global pooling over all spatial axes: (B, C, ...) -> (B, C), or (B, 2C) for ``avg_centre``:
+    the average over the whole map, then the average over its central region
+    (:func:`centre_region`), so that a classifier can tell what lies at the patch's centre from what
+    lies anywhere in it."""
     dims = tuple(range(2, x.ndim))
     if kind == "avg":
         return x.mean(dim=dims)
     if kind == "max":
         return x.amax(dim=dims)
-    raise PlansError(f"unknown head pooling {kind!r} (known: avg, max); fix 'head.pooling' in plans.json")
+    if kind == "avg_centre":
+        return torch.cat([x.mean(dim=dims), centre_region(x).mean(dim=dims)], dim=1)
+    raise PlansError(f"unknown head pooling {kind!r} (known: {', '.join(POOLINGS)}); fix 'head.pooling' in plans.json")

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from selfconfig.errors import PlansError
 from selfconfig.networks.base import StagedEncoder, groups_by_prefix
-from selfconfig.networks.blocks import global_pool, nonlin_layer
+from selfconfig.networks.blocks import POOLINGS, global_pool, nonlin_layer, pooled_features
 from selfconfig.networks.encoders import build_encoder
 from selfconfig.networks.init import init_weights_he
 from selfconfig.plans import HeadPlan, NetworkPlan
@@ -22,8 +22,8 @@ from selfconfig.plans import HeadPlan, NetworkPlan
 class ClassificationNetwork(nn.Module):
     def __init__(self, encoder: StagedEncoder, head: HeadPlan, num_outputs: int, nonlin: str = "relu"):
         super().__init__()
-        if head.pooling not in ("avg", "max"):
-            raise PlansError(f"unknown head pooling {head.pooling!r} (known: avg, max); fix plans.json")
+        if head.pooling not in POOLINGS:
+            raise PlansError(f"unknown head pooling {head.pooling!r} (known: {', '.join(POOLINGS)}); fix plans.json")
         if not 0.0 <= head.dropout < 1.0:
             raise PlansError(f"head.dropout must be in [0, 1), got {head.dropout}; fix plans.json")
         self.dim = encoder.dim
@@ -31,7 +31,7 @@ class ClassificationNetwork(nn.Module):
         self.num_classes = num_outputs
         self.pooling = head.pooling
         self.encoder = encoder
-        features = encoder.out_channels[-1]
+        features = pooled_features(head.pooling, encoder.out_channels[-1])
         if head.hidden_features > 0:
             self.hidden = nn.Sequential(nn.Linear(features, head.hidden_features), nonlin_layer(nonlin),
                                         nn.Dropout(head.dropout))
@@ -42,7 +42,7 @@ class ClassificationNetwork(nn.Module):
         self.head = nn.Linear(features, num_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally pooled last encoder feature map, (B, C)."""
+        """Globally pooled last encoder feature map, (B, C) or (B, 2C) (``avg_centre``)."""
         return global_pool(self.pooling, self.encoder(x)[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

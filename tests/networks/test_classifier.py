@@ -31,6 +31,43 @@ def test_classifier_hidden_head():
     assert set(groups["head"]) == {"head.weight", "head.bias"}
 
 
+def test_centre_pooling_tells_the_centre_from_the_border():
+    """``avg_centre``: the whole map's average, then its centre's. A blob in the centre and the same
+    blob at the border have the same global average; only the centre half tells them apart."""
+    from selfconfig.networks.blocks import centre_region, global_pool
+
+    centre, border = torch.zeros(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 8)
+    centre[..., 3:5, 3:5, 3:5] = 1.0
+    border[..., 0:2, 0:2, 0:2] = 1.0
+    assert centre_region(centre).shape == (1, 1, 4, 4, 4)
+    assert centre_region(torch.zeros(1, 1, 1, 3, 5)).shape == (1, 1, 1, 1, 2)
+    a, b = global_pool("avg_centre", centre), global_pool("avg_centre", border)
+    assert a.shape == (1, 2)
+    assert a[0, 0] == b[0, 0] == global_pool("avg", centre)[0, 0]
+    assert a[0, 1] == pytest.approx(8 / 64) and b[0, 1] == 0.0
+
+
+@pytest.mark.parametrize("dim,shape", [(2, (32, 32)), (3, (16, 16, 16))])
+def test_classifier_with_centre_pooling(dim, shape):
+    import dataclasses
+
+    plan = plain_plan(dim, num_classes=2)
+    plan = dataclasses.replace(plan, head=dataclasses.replace(plan.head, pooling="avg_centre"))
+    net = build_classification_network(plan)
+    assert net.head.in_features == 32  # 16 channels, averaged over the whole map and over its centre
+    assert net(torch.randn(2, 1, *shape)).shape == (2, 2)
+
+
+def test_unknown_pooling_is_a_plans_error():
+    import dataclasses
+
+    from selfconfig.errors import PlansError
+
+    plan = plain_plan(2)
+    with pytest.raises(PlansError, match="avg_centre"):
+        build_classification_network(dataclasses.replace(plan, head=dataclasses.replace(plan.head, pooling="centre")))
+
+
 def test_pretext_network_shares_the_encoder_layout(plan3d):
     pretext = build_pretext_network(plan3d, num_outputs=3)
     unet = build_segmentation_network(plan3d)

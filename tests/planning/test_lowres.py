@@ -44,6 +44,12 @@ def test_classification_plans_no_lowres():
     fp["class_counts"] = {"0": 5, "1": 5}
     plans = DefaultPlanner(info, fp, cpu_gflops=20.0, cpu_target_seconds=0.3).plan()
     assert "3d_lowres" not in plans.configurations
+    # a case is one patch: the head sees its centre as well as its whole (DefaultPlanner.head_pooling);
+    # ImageNet encoders keep the global average their weights were trained with
+    assert plans.configurations["3d"].network.head.pooling == "avg_centre"
+    assert plans.configurations["3d_imagenet"].network.head.pooling == "avg"
+    seg = DefaultPlanner(*_info_fp(), cpu_gflops=20.0, cpu_target_seconds=0.3).plan()
+    assert seg.configurations["3d"].network.head.pooling == "avg"
 
 
 @pytest.mark.slow
