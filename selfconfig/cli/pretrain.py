@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # rank 0 reports for all
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
-    acc = res.summary.get("held_out_accuracy")
-    if acc is not None:
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in (res.summary.get("per_part") or {}).items() if v is not None)
-        print(f"held-out pretext accuracy: {acc:.3f}" + (f" ({parts})" if parts else "")
-              + (f", chance {res.summary['chance']:.3f}" if res.summary.get("chance") is not None else ""))
+    from selfconfig.pretext.base import describe_held_out
+
+    line = describe_held_out(res.summary)
+    if line:
+        print(line)
         if res.summary.get("near_chance"):
             print("WARNING: the pre-training ended near chance: its weights learned little of the pretext task")
     return 0

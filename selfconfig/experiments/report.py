@@ -196,15 +196,23 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
     """The pre-trainings behind the surrogate arms: held-out pretext accuracy against chance, with a
     warning a reader cannot miss when one ended near chance."""
     lines = ["## Pre-training (held-out pretext accuracy on unlabeled cases kept out of pre-training)", "",
-             "| strategy | pretext task | held-out accuracy | per part | chance | iterations | minutes |",
-             "|---|---|---|---|---|---|---|"]
+             "| strategy | pretext task | held-out accuracy | per part | chance | held-out error (learned nothing) "
+             "| iterations | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
     warnings = []
     for strategy, s in summaries.items():
         acc = s.get("held_out_accuracy")
         parts = ", ".join(f"{k} {v:.3f}" for k, v in (s.get("per_part") or {}).items() if v is not None) or "-"
         chance = s.get("chance")
-        lines.append(f"| {strategy} | {s.get('pretext_task', '-')} | {'-' if acc is None else f'{acc:.3f}'} | {parts} | "
-                     f"{'-' if chance is None else f'{chance:.3f}'} | {s.get('iterations', '-')} | {s.get('minutes', '-')} |")
+        what = s.get("accuracy_name")
+        acc_text = "-" if acc is None else f"{acc:.3f}" + (f" ({what})" if what and what != "pretext accuracy" else "")
+        err = s.get("held_out_error") or {}
+        err_text = "-" if err.get("value") is None else (
+            f"{err['name']} {err['value']:.3f}" + (f" ({err['no_learning']:.3f})" if err.get("no_learning") is not None
+                                                    else ""))
+        lines.append(f"| {strategy} | {s.get('pretext_task', '-')} | {acc_text} | {parts} | "
+                     f"{'-' if chance is None else f'{chance:.3f}'} | {err_text} | {s.get('iterations', '-')} | "
+                     f"{s.get('minutes', '-')} |")
         if s.get("near_chance"):
             warnings.append(f"> **WARNING: the {strategy} pre-training ended near chance** (held-out accuracy "
                             f"{acc:.3f}, chance {chance:.3f}, needs at least {s.get('near_chance_below', float('nan')):.3f} "

@@ -54,6 +54,13 @@ class PretextTask(OptimizationMixin):
     #: held-out ``val_accuracy`` of a task that learned nothing (None: the task has no such accuracy);
     #: a pre-training that ends near it is flagged in its summary and in the experiment's
     chance_level: float | None = None
+    #: what the held-out ``val_accuracy`` measures, as the summaries print it
+    accuracy_name: str = "pretext accuracy"
+    #: a held-out error that says what the transferred network learned where ``val_accuracy`` does
+    #: not (a GAN's discriminator accuracy is high when its generator is easy to catch): (history key
+    #: without ``val_``, its name, history key of the same error for an output that learned nothing).
+    #: None: ``val_accuracy`` says it.
+    held_out_error: tuple[str, str, str] | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -224,16 +231,23 @@ class ClassificationPretext(PretextTask):
 NEAR_CHANCE_MARGIN = 0.25
 
 
-def pretext_summary(history: dict[str, list[float]], chance: float | None, last: int = 3) -> dict:
+def pretext_summary(history: dict[str, list[float]], chance: float | None, last: int = 3,
+                    accuracy_name: str = PretextTask.accuracy_name,
+                    held_out_error: tuple[str, str, str] | None = None) -> dict:
     """Held-out pretext accuracy at the end of a pre-training (mean of the last ``last`` epochs' validation,
-    overall and per ``val_accuracy_*`` key), its chance level and whether it ended near chance."""
+    overall and per ``val_accuracy_*`` key), its chance level and whether it ended near chance; with
+    ``held_out_error`` (:attr:`PretextTask.held_out_error`) also that error against the same error of
+    an output that learned nothing."""
     def tail(key: str) -> float | None:
         values = [v for v in history.get(key, []) if v == v]
         return float(np.mean(values[-last:])) if values else None
 
-    out: dict = {"held_out_accuracy": tail("val_accuracy"), "chance": chance,
+    out: dict = {"held_out_accuracy": tail("val_accuracy"), "accuracy_name": accuracy_name, "chance": chance,
                  "per_part": {k[len("val_accuracy_"):]: tail(k) for k in sorted(history)
                               if k.startswith("val_accuracy_")}}
+    if held_out_error is not None:
+        key, name, baseline = held_out_error
+        out["held_out_error"] = {"name": name, "value": tail(f"val_{key}"), "no_learning": tail(f"val_{baseline}")}
     acc = out["held_out_accuracy"]
     if chance is None or acc is None:
         out["near_chance"] = None
@@ -243,3 +257,21 @@ def pretext_summary(history: dict[str, list[float]], chance: float | None, last:
     out["near_chance_below"] = round(bar, 4)
     out["near_chance"] = bool(worst < bar)
     return out
+
+
+def describe_held_out(summary: dict) -> str:
+    """One line for logs and the CLI: the held-out accuracy (what it measures, its chance level) and
+    the held-out error against an output that learned nothing, where the task has one."""
+    parts = []
+    acc = summary.get("held_out_accuracy")
+    if acc is not None:
+        per = ", ".join(f"{k} {v:.3f}" for k, v in (summary.get("per_part") or {}).items() if v is not None)
+        chance = summary.get("chance")
+        parts.append(f"held-out {summary.get('accuracy_name') or PretextTask.accuracy_name} {acc:.3f}"
+                     + (f" ({per})" if per else "") + (f", chance {chance:.3f}" if chance is not None else ""))
+    err = summary.get("held_out_error") or {}
+    if err.get("value") is not None:
+        parts.append(f"held-out {err['name']} {err['value']:.3f}"
+                     + (f" (an output that learned nothing: {err['no_learning']:.3f})"
+                        if err.get("no_learning") is not None else ""))
+    return "; ".join(parts)

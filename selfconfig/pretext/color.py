@@ -112,6 +112,10 @@ class ColorizationPretext(PretextTask):
     name = "colorization"
     #: -L1 between generated and true colours on held-out pool batches (higher is better)
     monitor = "val_neg_l1"
+    # the discriminator's accuracy is high when the generator's colours are easy to catch: the
+    # generator (the U-Net that is transferred) is judged by its L1 colour error against the gray image's
+    accuracy_name = "discriminator: real vs generated colours"
+    held_out_error = ("l1", "L1 colour error", "gray_l1")
     #: spatial transforms + mirroring, no intensity transforms (see :meth:`build_augmenter`)
     augmentation = "spatial"
     cost_network = "segmentation"  # the generator is the whole U-Net
@@ -214,7 +218,7 @@ class ColorizationPretext(PretextTask):
         d_loss, accuracy = self._d_metrics(self.discriminate(gray, real), d_fake)
         loss, l1, g_adv = self._g_losses(d_fake, fake, real)
         return {"loss": float(loss), "l1": float(l1), "g_adv": float(g_adv), "d_loss": float(d_loss),
-                "accuracy": accuracy}
+                "accuracy": accuracy, "gray_l1": float((gray.expand_as(real) - real).abs().mean())}
 
     def validation_end(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         if not outputs:

@@ -161,12 +161,12 @@ def check_settings(out_dir: Path, recorded: dict, wanted: dict) -> None:
 
 
 def _log_summary(strategy: str, summary: dict) -> None:
-    acc = summary.get("held_out_accuracy")
-    if acc is None:
+    from selfconfig.pretext.base import describe_held_out
+
+    line = describe_held_out(summary)
+    if not line:
         return
-    parts = ", ".join(f"{k} {v:.3f}" for k, v in (summary.get("per_part") or {}).items() if v is not None)
-    log.info("%s pre-training: held-out pretext accuracy %.3f%s (chance %s)", strategy, acc,
-             f" ({parts})" if parts else "", f"{summary['chance']:.3f}" if summary.get("chance") is not None else "n/a")
+    log.info("%s pre-training: %s", strategy, line)
     if summary.get("near_chance"):
         log.warning("%s pre-training ended NEAR CHANCE: its weights learned little of the pretext task", strategy)
 
@@ -228,7 +228,9 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     from selfconfig.pretext.base import pretext_summary
 
     summary = {"strategy": strategy_cls.name, "pretext_task": task_cls.name,
-               **pretext_summary(state.history, getattr(task, "chance_level", None)),
+               **pretext_summary(state.history, getattr(task, "chance_level", None),
+                                 accuracy_name=getattr(task, "accuracy_name", "pretext accuracy"),
+                                 held_out_error=getattr(task, "held_out_error", None)),
                "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
                "time_limited": state.time_limited}
     if dist.is_writer():

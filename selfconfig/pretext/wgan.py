@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 class WGANPretext(PretextTask):
     name = "wgan"
     monitor = "val_accuracy"
+    accuracy_name = "critic: real vs generated patches"
     # augmenting only the real patches would teach the generator the augmentation's artefacts
     augmentation = "none"
     default_lr = 1e-4

@@ -153,6 +153,11 @@ def test_pretraining_writes_checkpoint_and_progress(planned, roots):
     _history_finite(res.history, ["train_loss", "train_l1", "train_g_adv", "train_d_loss", "train_accuracy",
                                   "val_l1", "val_accuracy", "val_neg_l1"])
     assert len(res.history["train_loss"]) == 2
+    # the summary judges the generator by its held-out L1 colour error against the gray image's, and
+    # says that its accuracy is the discriminator's (high = the generator is easy to catch)
+    err = res.summary["held_out_error"]
+    assert err["name"] == "L1 colour error" and 0 <= err["value"] <= 1 and 0 < err["no_learning"] <= 1
+    assert res.summary["accuracy_name"].startswith("discriminator")
     ckpt = load_pretrained(res.checkpoint)
     assert ckpt["pretrained"]["groups"] == {"segmentation": ["encoder", "decoder"], "classification": ["encoder"]}
     assert ckpt["pretrained"]["state_dict"]["seg_layers.0.weight"].shape[0] == 3

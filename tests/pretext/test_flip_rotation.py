@@ -128,3 +128,26 @@ def test_experiment_summary_warns_about_a_pretraining_near_chance():
     assert "WARNING: the SurrogateFlip pre-training ended near chance" in text
     assert "SurrogateRotation pre-training ended near chance" not in text
     assert "| SurrogateRotation | rotation | 0.900 |" in text
+
+
+def test_a_gan_pretraining_is_reported_by_what_its_numbers_measure():
+    """A discriminator's accuracy is named as such, and the transferred generator is judged by its
+    held-out error against an output that learned nothing, in the summary, the log line and the
+    experiment's table."""
+    from selfconfig.experiments.report import pretraining_markdown
+    from selfconfig.pretext.base import describe_held_out, pretext_summary
+    from selfconfig.pretext.color import ColorizationPretext
+
+    history = {"val_accuracy": [0.9, 0.96, 0.97, 0.96], "val_l1": [0.3, 0.18, 0.17, 0.16],
+               "val_gray_l1": [0.21, 0.2, 0.22, 0.21]}
+    s = pretext_summary(history, None, accuracy_name=ColorizationPretext.accuracy_name,
+                        held_out_error=ColorizationPretext.held_out_error)
+    assert s["held_out_error"] == {"name": "L1 colour error", "value": pytest.approx(0.17),
+                                   "no_learning": pytest.approx(0.21)}
+    line = describe_held_out(s)
+    assert "held-out discriminator: real vs generated colours 0.963" in line
+    assert "L1 colour error 0.170 (an output that learned nothing: 0.210)" in line
+    table = pretraining_markdown({"SurrogateColor": {"pretext_task": "colorization", **s, "iterations": 9, "minutes": 1}})
+    assert "| SurrogateColor | colorization | 0.963 (discriminator: real vs generated colours) | - | - | " \
+           "L1 colour error 0.170 (0.210) | 9 | 1 |" in table
+    assert "held-out pretext accuracy 0.900" in describe_held_out(pretext_summary({"val_accuracy": [0.9]}, 0.5))
