@@ -63,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # rank 0 reports for all
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
-    from selfconfig.pretext.base import describe_held_out
+    from selfconfig.pretext.base import describe_held_out, pretraining_warning
 
     line = describe_held_out(res.summary)
     if line:
         print(line)
-        if res.summary.get("near_chance"):
-            print("WARNING: the pre-training ended near chance: its weights learned little of the pretext task")
+    problem = pretraining_warning(res.summary)
+    if problem:
+        print(f"WARNING: the pre-training {problem}: its weights learned little of the pretext task")
     return 0
 
 

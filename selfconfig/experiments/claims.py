@@ -125,9 +125,10 @@ def judge_claims(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list[fl
 
 
 def claims_markdown(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list[float], metric: str,
-                    near_chance: set[str] | frozenset[str] = frozenset()) -> str:
+                    near_chance: set[str] | frozenset[str] | dict[str, str] = frozenset()) -> str:
     """The section "The paper's claims": a verdict in words per claim and fraction;
-    ``near_chance``: strategies whose pre-training ended near chance (their verdicts say so)."""
+    ``near_chance``: strategies whose pre-training ended near chance (their verdicts say so); a mapping
+    gives each one's problem in words (``"ended no better than an output that learned nothing"``)."""
     judged = judge_claims(df, claims, fractions)
     if not judged:
         return ""
@@ -149,7 +150,11 @@ def claims_markdown(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list
         c = j["claim"]
         lines.append(f"- **{j['verdict']}**: {c.words()} at {j['fraction'] * 100:g} % of the labels "
                      f"(paper: {c.paper}). {j['why'][0].upper()}{j['why'][1:]}."
-                     + "".join(f" The {s} pre-training ended near chance (see above): this does not test "
-                               f"surrogate supervision." for s in (c.first, c.second) if s in near_chance))
+                     + "".join(f" The {s} pre-training {_problem(near_chance, s)} (see above): this does not "
+                               f"test surrogate supervision." for s in (c.first, c.second) if s in near_chance))
     lines.append("")
     return "\n".join(lines)
+
+
+def _problem(flagged, strategy: str) -> str:
+    return flagged.get(strategy, "ended near chance") if isinstance(flagged, dict) else "ended near chance"

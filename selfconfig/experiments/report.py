@@ -81,7 +81,9 @@ def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget:
     if claims:
         from selfconfig.experiments.claims import claims_markdown
 
-        near_chance = {s for s, p in (pretraining or {}).items() if p.get("near_chance")}
+        near_chance = {s: ("ended near chance" if p.get("near_chance") else
+                           "ended no better than an output that learned nothing")
+                       for s, p in (pretraining or {}).items() if p.get("near_chance") or p.get("learned_nothing")}
         lines += [claims_markdown(df, claims, fractions, metric, near_chance)]
     return "\n".join(lines)
 
@@ -194,7 +196,10 @@ def write_reports(res, dataset: str, configuration: str, budget: str, metric: st
 
 def pretraining_markdown(summaries: dict[str, dict]) -> str:
     """The pre-trainings behind the surrogate arms: held-out pretext accuracy against chance, with a
-    warning a reader cannot miss when one ended near chance."""
+    warning a reader cannot miss when one ended near chance (or, judged by a held-out error, no
+    better than an output that learned nothing)."""
+    from selfconfig.pretext.base import pretraining_warning
+
     lines = ["## Pre-training (held-out pretext accuracy on unlabeled cases kept out of pre-training)", "",
              "| strategy | pretext task | held-out accuracy | per part | chance | held-out error (learned nothing) "
              "| iterations | minutes |",
@@ -213,10 +218,10 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
         lines.append(f"| {strategy} | {s.get('pretext_task', '-')} | {acc_text} | {parts} | "
                      f"{'-' if chance is None else f'{chance:.3f}'} | {err_text} | {s.get('iterations', '-')} | "
                      f"{s.get('minutes', '-')} |")
-        if s.get("near_chance"):
-            warnings.append(f"> **WARNING: the {strategy} pre-training ended near chance** (held-out accuracy "
-                            f"{acc:.3f}, chance {chance:.3f}, needs at least {s.get('near_chance_below', float('nan')):.3f} "
-                            f"on every part): its weights learned little of the pretext task, so the {strategy} "
-                            f"rows above do not test surrogate supervision. Pre-train longer (--pretrain-epochs / "
-                            f"--pretrain-max-minutes) before reading them.")
+        problem = pretraining_warning(s)
+        if problem:
+            warnings.append(f"> **WARNING: the {strategy} pre-training {problem.split(' (')[0]}** "
+                            f"({problem.split(' (', 1)[1]}: its weights learned little of the pretext task, so the "
+                            f"{strategy} rows above do not test surrogate supervision. Pre-train longer "
+                            f"(--pretrain-epochs / --pretrain-max-minutes) before reading them.")
     return "\n".join(lines + [""] + ([w + "\n" for w in warnings] if warnings else []))

@@ -247,7 +247,12 @@ def pretext_summary(history: dict[str, list[float]], chance: float | None, last:
                               if k.startswith("val_accuracy_")}}
     if held_out_error is not None:
         key, name, baseline = held_out_error
-        out["held_out_error"] = {"name": name, "value": tail(f"val_{key}"), "no_learning": tail(f"val_{baseline}")}
+        err = {"name": name, "value": tail(f"val_{key}"), "no_learning": tail(f"val_{baseline}")}
+        out["held_out_error"] = err
+        # an error no lower than that of an output that learned nothing: the weights learned nothing
+        # measurable of the pretext task (flagged like a pre-training near chance)
+        out["learned_nothing"] = (None if err["value"] is None or err["no_learning"] is None
+                                  else bool(err["value"] >= err["no_learning"]))
     acc = out["held_out_accuracy"]
     if chance is None or acc is None:
         out["near_chance"] = None
@@ -275,3 +280,17 @@ def describe_held_out(summary: dict) -> str:
                      + (f" (an output that learned nothing: {err['no_learning']:.3f})"
                         if err.get("no_learning") is not None else ""))
     return "; ".join(parts)
+
+
+def pretraining_warning(summary: dict) -> str | None:
+    """What a reader must not miss about a pre-training (None: nothing): it ended near chance, or its
+    held-out error is no lower than that of an output that learned nothing."""
+    if summary.get("near_chance"):
+        return (f"ended near chance (held-out {summary.get('accuracy_name') or PretextTask.accuracy_name} "
+                f"{summary['held_out_accuracy']:.3f}, chance {summary['chance']:.3f}, needs at least "
+                f"{summary.get('near_chance_below', float('nan')):.3f} on every part)")
+    err = summary.get("held_out_error") or {}
+    if summary.get("learned_nothing"):
+        return (f"ended no better than an output that learned nothing (held-out {err['name']} {err['value']:.3f}, "
+                f"{err['no_learning']:.3f} without learning)")
+    return None

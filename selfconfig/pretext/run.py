@@ -161,14 +161,15 @@ def check_settings(out_dir: Path, recorded: dict, wanted: dict) -> None:
 
 
 def _log_summary(strategy: str, summary: dict) -> None:
-    from selfconfig.pretext.base import describe_held_out
+    from selfconfig.pretext.base import describe_held_out, pretraining_warning
 
     line = describe_held_out(summary)
     if not line:
         return
     log.info("%s pre-training: %s", strategy, line)
-    if summary.get("near_chance"):
-        log.warning("%s pre-training ended NEAR CHANCE: its weights learned little of the pretext task", strategy)
+    problem = pretraining_warning(summary)
+    if problem:
+        log.warning("%s pre-training %s: its weights learned little of the pretext task", strategy, problem)
 
 
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:

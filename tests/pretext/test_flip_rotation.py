@@ -151,3 +151,31 @@ def test_a_gan_pretraining_is_reported_by_what_its_numbers_measure():
     assert "| SurrogateColor | colorization | 0.963 (discriminator: real vs generated colours) | - | - | " \
            "L1 colour error 0.170 (0.210) | 9 | 1 |" in table
     assert "held-out pretext accuracy 0.900" in describe_held_out(pretext_summary({"val_accuracy": [0.9]}, 0.5))
+    assert s["learned_nothing"] is False and "WARNING" not in table
+
+
+def test_a_generator_no_better_than_its_input_is_flagged():
+    """Colourisation whose held-out L1 is no lower than the gray input's learned nothing measurable:
+    the summary, the table and the paper's claims say so."""
+    import pandas as pd
+
+    from selfconfig.experiments import report
+    from selfconfig.experiments.claims import claims_for
+    from selfconfig.pretext.base import pretext_summary, pretraining_warning
+    from selfconfig.pretext.color import ColorizationPretext
+
+    s = pretext_summary({"val_accuracy": [0.96] * 3, "val_l1": [0.15] * 3, "val_gray_l1": [0.123] * 3}, None,
+                        accuracy_name=ColorizationPretext.accuracy_name,
+                        held_out_error=ColorizationPretext.held_out_error)
+    assert s["learned_nothing"] is True and s["near_chance"] is None
+    assert pretraining_warning(s) == ("ended no better than an output that learned nothing (held-out L1 colour "
+                                      "error 0.150, 0.123 without learning)")
+    s.update(pretext_task="colorization", iterations=275, minutes=3.3)
+    rows = [{"strategy": st, "fraction": f, "fold": k, "split": "test", "value": v + step * k * k}
+            for st, v, step in (("Scratch", 0.1, 0.01), ("SurrogateColor", 0.1, 0.02), ("ImageNet", 0.3, 0.015))
+            for f in (0.1, 0.25) for k in range(3)]
+    text = report.summary_markdown(pd.DataFrame(rows), "SKIN_SEG", "2d", "quick", "mean_dice",
+                                   ["Scratch", "ImageNet", "SurrogateColor"], [0.1, 0.25],
+                                   claims_for("SKIN_SEG", "SurrogateColor"), {"SurrogateColor": s})
+    assert "WARNING: the SurrogateColor pre-training ended no better than an output that learned nothing**" in text
+    assert "The SurrogateColor pre-training ended no better than an output that learned nothing (see above)" in text
