@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     problem = pretraining_warning(res.summary)
     if problem:
-        print(f"WARNING: the pre-training {problem}: its weights learned little of the pretext task")
+        print(f"WARNING: the pre-training {problem[0]} ({problem[1]}): its weights learned little of the pretext task")
     return 0
 
 

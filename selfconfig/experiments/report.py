@@ -81,9 +81,10 @@ def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget:
     if claims:
         from selfconfig.experiments.claims import claims_markdown
 
-        near_chance = {s: ("ended near chance" if p.get("near_chance") else
-                           "ended no better than an output that learned nothing")
-                       for s, p in (pretraining or {}).items() if p.get("near_chance") or p.get("learned_nothing")}
+        from selfconfig.pretext.base import pretraining_warning
+
+        flagged = {s: pretraining_warning(p) for s, p in (pretraining or {}).items()}
+        near_chance = {s: problem[0] for s, problem in flagged.items() if problem}
         lines += [claims_markdown(df, claims, fractions, metric, near_chance)]
     return "\n".join(lines)
 
@@ -220,8 +221,8 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
                      f"{s.get('minutes', '-')} |")
         problem = pretraining_warning(s)
         if problem:
-            warnings.append(f"> **WARNING: the {strategy} pre-training {problem.split(' (')[0]}** "
-                            f"({problem.split(' (', 1)[1]}: its weights learned little of the pretext task, so the "
+            warnings.append(f"> **WARNING: the {strategy} pre-training {problem[0]}** "
+                            f"({problem[1]}): its weights learned little of the pretext task, so the "
                             f"{strategy} rows above do not test surrogate supervision. Pre-train longer "
                             f"(--pretrain-epochs / --pretrain-max-minutes) before reading them.")
     return "\n".join(lines + [""] + ([w + "\n" for w in warnings] if warnings else []))

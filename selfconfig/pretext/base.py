@@ -282,15 +282,16 @@ def describe_held_out(summary: dict) -> str:
     return "; ".join(parts)
 
 
-def pretraining_warning(summary: dict) -> str | None:
-    """What a reader must not miss about a pre-training (None: nothing): it ended near chance, or its
-    held-out error is no lower than that of an output that learned nothing."""
+def pretraining_warning(summary: dict) -> tuple[str, str] | None:
+    """What a reader must not miss about a pre-training, as (what happened, the numbers behind it);
+    None: nothing. It ended near chance, or its held-out error is no lower than that of an output
+    that learned nothing."""
     if summary.get("near_chance"):
-        return (f"ended near chance (held-out {summary.get('accuracy_name') or PretextTask.accuracy_name} "
+        return ("ended near chance", f"held-out {summary.get('accuracy_name') or PretextTask.accuracy_name} "
                 f"{summary['held_out_accuracy']:.3f}, chance {summary['chance']:.3f}, needs at least "
-                f"{summary.get('near_chance_below', float('nan')):.3f} on every part)")
+                f"{summary.get('near_chance_below', float('nan')):.3f} on every part")
     err = summary.get("held_out_error") or {}
     if summary.get("learned_nothing"):
-        return (f"ended no better than an output that learned nothing (held-out {err['name']} {err['value']:.3f}, "
-                f"{err['no_learning']:.3f} without learning)")
+        return ("ended no better than an output that learned nothing",
+                f"held-out {err['name']} {err['value']:.3f}, {err['no_learning']:.3f} without learning")
     return None

@@ -169,7 +169,7 @@ def _log_summary(strategy: str, summary: dict) -> None:
     log.info("%s pre-training: %s", strategy, line)
     problem = pretraining_warning(summary)
     if problem:
-        log.warning("%s pre-training %s: its weights learned little of the pretext task", strategy, problem)
+        log.warning("%s pre-training %s (%s): its weights learned little of the pretext task", strategy, *problem)
 
 
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:

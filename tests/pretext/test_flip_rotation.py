@@ -168,8 +168,8 @@ def test_a_generator_no_better_than_its_input_is_flagged():
                         accuracy_name=ColorizationPretext.accuracy_name,
                         held_out_error=ColorizationPretext.held_out_error)
     assert s["learned_nothing"] is True and s["near_chance"] is None
-    assert pretraining_warning(s) == ("ended no better than an output that learned nothing (held-out L1 colour "
-                                      "error 0.150, 0.123 without learning)")
+    assert pretraining_warning(s) == ("ended no better than an output that learned nothing",
+                                      "held-out L1 colour error 0.150, 0.123 without learning")
     s.update(pretext_task="colorization", iterations=275, minutes=3.3)
     rows = [{"strategy": st, "fraction": f, "fold": k, "split": "test", "value": v + step * k * k}
             for st, v, step in (("Scratch", 0.1, 0.01), ("SurrogateColor", 0.1, 0.02), ("ImageNet", 0.3, 0.015))
