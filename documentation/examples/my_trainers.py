@@ -42,6 +42,8 @@ class Restoration(PretextTask):
     monitor = "val_neg_mse"
     augmentation = "spatial"
     default_lr = 1e-3
+    # judged by its held-out MSE against the distorted input's (an output that learned nothing)
+    held_out_error = ("mse", "restoration MSE", "input_mse")
 
     def build(self):
         from selfconfig.networks import build_segmentation_network, init_weights_xavier
@@ -79,13 +81,15 @@ class Restoration(PretextTask):
     def validation_step(self, batch):
         self.network.eval()
         x = self.to_device(batch["data"])
+        distorted = self.distort(x)
         with self.autocast():
-            out = self.network(self.distort(x))
-        return {"mse": float(F.mse_loss(out.float(), x))}
+            out = self.network(distorted)
+        return {"mse": float(F.mse_loss(out.float(), x)), "input_mse": float(F.mse_loss(distorted.float(), x))}
 
     def validation_end(self, outputs):
         mse = sum(o["mse"] for o in outputs) / max(len(outputs), 1)
-        return {"val_loss": mse, "val_neg_mse": -mse}
+        input_mse = sum(o["input_mse"] for o in outputs) / max(len(outputs), 1)
+        return {"val_loss": mse, "val_neg_mse": -mse, "val_mse": mse, "val_input_mse": input_mse}
 
     def transferable_state(self):
         return {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
