@@ -61,6 +61,10 @@ class PretextTask(OptimizationMixin):
     #: without ``val_``, its name, history key of the same error for an output that learned nothing).
     #: None: ``val_accuracy`` says it.
     held_out_error: tuple[str, str, str] | None = None
+    #: a name for what the task predicts, in the pre-training's cache key: change it when a new
+    #: version of the task learns something else from the same settings, so that a folder made by
+    #: the old version is refused instead of reused. None: the task has had one formulation.
+    formulation: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -2,11 +2,18 @@
 pix2pix (Isola et al., CVPR 2017) learns to colour gray versions of the unlabeled colour images.
 
 * Generator: the target U-Net itself (:func:`selfconfig.networks.build_segmentation_network`
-  on the configuration's plan with ``num_classes=3``), so its ``encoder.*`` and ``decoder.*``
+  on the configuration's plan with ``num_classes=2``), so its ``encoder.*`` and ``decoder.*``
   tensors fit the segmenter unchanged; only the 1x1 output layers (``seg_layers``) differ in
-  their class count and are not transferred. The colour is ``sigmoid(logits)`` in 0-1.
-  Deep supervision is off: only the full-resolution output is trained (the low-resolution
-  ``seg_layers`` stay untouched and are never transferred anyway).
+  their class count and are not transferred. Deep supervision is off: only the full-resolution
+  output is trained (the low-resolution ``seg_layers`` stay untouched and are never transferred).
+* What it predicts: the *chrominance* only, as colourisation papers do (Zhang et al., ECCV 2016
+  predict Lab's ab; here YCbCr's Cb and Cr, ``0.5 tanh(logits)``); the luminance is the gray
+  input itself, and the colour is ``ycbcr_to_rgb(gray, Cb, Cr)`` clipped to 0-1. Zero chrominance
+  is the gray image, and the output layer starts at zero, so the generator starts at the gray
+  image's colour error and every step
+  it takes below that error is colour it has learned. (An earlier formulation predicted RGB with
+  a sigmoid and had to re-learn the luminance too: on SKIN_SEG's quick budget its held-out L1 ended
+  at 0.150 while the gray input itself is off by 0.123, i.e. it learned nothing measurable.)
 * Generator input: the luminance ``0.299 R + 0.587 G + 0.114 B`` *replicated* into the three
   RGB input channels. The segmenter sees RGB, so its stem has three input channels; feeding the
   replicated gray keeps the generator's stem identical and transferable (a 1-channel stem would
@@ -14,14 +21,15 @@ pix2pix (Isola et al., CVPR 2017) learns to colour gray versions of the unlabele
 * Discriminator: a 3-layer PatchGAN on ``concat(gray, colour)`` (4 channels):
   conv(4->64, k4, s2) LReLU(0.2); conv(64->128, k4, s2) InstanceNorm LReLU(0.2);
   conv(128->1, k4, s1). Dimension-generic; an axis too short to be halved is not strided.
-* Loss: pix2pix's vanilla GAN (BCE with logits, D's loss halved) + 100 x L1. Adam, lr 2e-4,
-  betas (0.5, 0.999) for both networks, with the framework's poly decay per iteration.
+* Loss: pix2pix's vanilla GAN (BCE with logits, D's loss halved) + 100 x L1 on RGB. Adam, lr
+  2e-4, betas (0.5, 0.999) for both networks, with the framework's poly decay per iteration.
 * Augmentation: spatial transforms and mirroring only (``augmentation = "spatial"``,
   implemented by :meth:`ColorizationPretext.build_augmenter`); per-channel intensity
   transforms would change the colours the generator has to reproduce. Gray is derived after
   augmentation, so input and target stay aligned.
 * Precision: the generator and the discriminator run under the task's autocast (bf16 on CPUs
-  with fast bfloat16, fp16 + gradient scalers on CUDA); sigmoid, L1 and BCE run in fp32.
+  with fast bfloat16, fp16 + gradient scalers on CUDA); tanh, the colour conversion, L1 and BCE
+  run in fp32.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ log = logging.getLogger(__name__)
 
 #: ITU-R BT.601 luma weights (R, G, B)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-#: intensity transforms switched off for colourisation (per-channel changes alter the target)
+#: full-range YCbCr (JPEG, BT.601) -> RGB: R = Y + 1.402 Cr, G = Y - 0.344136 Cb - 0.714136 Cr, B = Y + 1.772 Cb
+YCBCR_TO_RGB = ((0.0, 1.402), (-0.344136, -0.714136), (1.772, 0.0))
 
 
 def rgb_channels(channel_names: dict[str, str]) -> slice | None:
@@ -65,6 +74,16 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, ...) colour -> (B, 1, ...) gray, ``0.299 R + 0.587 G + 0.114 B``."""
     w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, *([1] * (rgb.ndim - 2)))
     return (rgb * w).sum(1, keepdim=True)
+
+
+def rgb_from_chroma(gray: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Luminance (B, 1, ...) and chrominance (B, 2, ...) = (Cb, Cr) -> RGB (B, 3, ...), not clipped.
+
+    The inverse of full-range YCbCr: ``luminance(rgb_from_chroma(y, c)) == y`` for any ``c`` (up
+    to the conversion's rounding), and zero chrominance gives gray.
+    """
+    m = torch.tensor(YCBCR_TO_RGB, dtype=chroma.dtype, device=chroma.device)  # (3 colours, 2 chroma)
+    return gray + torch.einsum("kc,bc...->bk...", m, chroma)
 
 
 class PatchDiscriminator(nn.Module):
@@ -116,6 +135,8 @@ class ColorizationPretext(PretextTask):
     # generator (the U-Net that is transferred) is judged by its L1 colour error against the gray image's
     accuracy_name = "discriminator: real vs generated colours"
     held_out_error = ("l1", "L1 colour error", "gray_l1")
+    #: chrominance around the gray input (a folder from the RGB-sigmoid version is refused)
+    formulation = "chroma"
     #: spatial transforms + mirroring, no intensity transforms (see :meth:`build_augmenter`)
     augmentation = "spatial"
     cost_network = "segmentation"  # the generator is the whole U-Net
@@ -142,9 +163,13 @@ class ColorizationPretext(PretextTask):
         cfg = self.data.config
         plan = cfg.network
         self.rgb = rgb_channels(self.data.plans.channel_names)
-        gen_plan = replace(plan, num_classes=3, decoder=replace(plan.decoder, deep_supervision=False))
+        gen_plan = replace(plan, num_classes=2, decoder=replace(plan.decoder, deep_supervision=False))
         self.generator = build_segmentation_network(gen_plan).to(self.device)
         self.generator.deep_supervision = False
+        # zero chrominance at the start: the generator begins at the gray image's colour error
+        # (Adam's per-parameter steps move the layers below at their usual rate from the second step)
+        nn.init.zeros_(self.generator.seg_layers[-1].weight)
+        nn.init.zeros_(self.generator.seg_layers[-1].bias)
         self.discriminator = PatchDiscriminator(cfg.dim, 4, patch_size=cfg.patch_size).to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
@@ -164,11 +189,16 @@ class ColorizationPretext(PretextTask):
         inp = torch.cat([p.float() for p in parts if p.shape[1]], 1)
         return inp, gray, colour
 
-    def colorize(self, inp: torch.Tensor) -> torch.Tensor:
-        """Generator input -> colour (B, 3, ...) in [0, 1]."""
+    #: the chrominance's range: Cb, Cr of colours in the RGB cube lie in [-0.5, 0.5]
+    chroma_scale = 0.5
+
+    def colorize(self, inp: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+        """Generator input and its gray (B, 1, ...) -> colour (B, 3, ...) in [0, 1]: the gray's
+        luminance with the generator's chrominance."""
         with self.autocast():
             logits = self.generator(inp)
-        return torch.sigmoid(logits.float())
+        chroma = self.chroma_scale * torch.tanh(logits.float())
+        return rgb_from_chroma(gray.float(), chroma).clamp(0.0, 1.0)
 
     def discriminate(self, gray: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -194,7 +224,7 @@ class ColorizationPretext(PretextTask):
         lr = self.set_lr(self.opt_g, state)
         self.set_lr(self.opt_d, state)
         inp, gray, real = self.make_inputs(self.augment(self.to_device(batch["data"])))
-        fake = self.colorize(inp)
+        fake = self.colorize(inp, gray)
         # discriminator: real pairs -> 1, generated pairs -> 0
         d_loss, accuracy = self._d_metrics(self.discriminate(gray, real), self.discriminate(gray, fake.detach()))
         self.optimizer_step(d_loss, self.opt_d, self.discriminator.parameters(), name="d")
@@ -213,7 +243,7 @@ class ColorizationPretext(PretextTask):
         self.generator.eval()
         self.discriminator.eval()
         inp, gray, real = self.make_inputs(self.to_device(batch["data"]))
-        fake = self.colorize(inp)
+        fake = self.colorize(inp, gray)
         d_fake = self.discriminate(gray, fake)
         d_loss, accuracy = self._d_metrics(self.discriminate(gray, real), d_fake)
         loss, l1, g_adv = self._g_losses(d_fake, fake, real)

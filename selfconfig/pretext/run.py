@@ -127,7 +127,13 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
             "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision,
             # the classification pretexts warm up like fine-tuning (ClassificationPretext.learning_rate)
             **({"warmup_fraction": hp.warmup_fraction} if issubclass(task_cls, ClassificationPretext) else {}),
-            **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True})}
+            **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True}),
+            **({"formulation": task_cls.formulation} if task_cls.formulation else {})}
+
+
+#: settings a folder must have recorded to be reused when they are asked for (a folder made before
+#: its task had a ``formulation`` was made by the older formulation)
+REQUIRED_SETTINGS = ("formulation",)
 
 
 def recorded_settings(out_dir: Path, checkpoint: Path | None) -> dict:
@@ -154,6 +160,9 @@ def check_settings(out_dir: Path, recorded: dict, wanted: dict) -> None:
     """Refuse to reuse (or resume) a pre-training made with other settings, naming each difference."""
     diff = [f"{k} {recorded[k]!r} (asked: {wanted[k]!r})" for k in wanted
             if k in recorded and recorded[k] is not None and recorded[k] != wanted[k]]
+    if recorded:
+        diff += [f"{k} not recorded, an older version (asked: {wanted[k]!r})" for k in REQUIRED_SETTINGS
+                 if k in wanted and recorded.get(k) is None]
     if diff:
         raise ConfigurationError(
             f"{out_dir} holds a pre-training made with other settings: {'; '.join(diff)}. Pass --overwrite to "

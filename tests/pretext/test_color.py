@@ -14,7 +14,7 @@ import torch
 import trainers.surrogate_color  # noqa: F401  (registers SurrogateColor)
 from selfconfig.errors import IncompatibleDatasetError
 from selfconfig.plans import ConfigurationPlan, DecoderPlan, EncoderPlan, NetworkPlan
-from selfconfig.pretext.color import ColorizationPretext, PatchDiscriminator, luminance, rgb_channels
+from selfconfig.pretext.color import ColorizationPretext, PatchDiscriminator, luminance, rgb_channels, rgb_from_chroma
 from selfconfig.training.config import TrainingConfig
 from trainers.surrogate_color import SurrogateColor
 
@@ -61,13 +61,29 @@ def test_gray_is_luminance_replicated_into_the_rgb_slots():
         assert torch.allclose(inp[:, c], expected_gray)
 
 
-def test_generator_is_the_target_unet_with_three_outputs_in_0_1():
+def test_chrominance_and_gray_give_back_the_colour():
+    rgb = torch.rand(2, 3, 5, 6)
+    y = luminance(rgb)
+    cb, cr = (rgb[:, 2:3] - y) / 1.772, (rgb[:, 0:1] - y) / 1.402  # full-range YCbCr
+    assert torch.allclose(rgb_from_chroma(y, torch.cat([cb, cr], 1)), rgb, atol=1e-5)
+    assert cb.abs().max() <= 0.5 and cr.abs().max() <= 0.5  # the range 0.5 tanh(.) covers
+    assert torch.equal(rgb_from_chroma(y, torch.zeros(2, 2, 5, 6)), y.expand(-1, 3, -1, -1))  # no chroma: gray
+    # any chrominance keeps the luminance: the generator only decides the colour
+    assert torch.allclose(luminance(rgb_from_chroma(y, torch.randn(2, 2, 5, 6) * 0.3)), y, atol=1e-3)
+
+
+def test_generator_is_the_target_unet_predicting_chrominance_around_the_gray_input():
     task = _task()
     net = task.generator
-    assert net.seg_layers[-1].out_channels == 3 and not net.deep_supervision
-    inp, _, _ = task.make_inputs(torch.rand(2, 3, 16, 16))
-    out = task.colorize(inp)
+    assert net.seg_layers[-1].out_channels == 2 and not net.deep_supervision
+    x = torch.rand(2, 3, 16, 16) * 0.5 + 0.25  # mid-range colours: nothing is clipped
+    inp, gray, _ = task.make_inputs(x)
+    # the output layer starts at zero chrominance: the generator begins at the gray input
+    assert torch.equal(task.colorize(inp, gray), gray.expand(-1, 3, -1, -1))
+    torch.nn.init.normal_(net.seg_layers[-1].weight, 0.0, 0.05)
+    out = task.colorize(inp, gray)
     assert out.shape == (2, 3, 16, 16) and out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(luminance(out), gray, atol=1e-3) and not torch.allclose(out, gray.expand_as(out))
     # same encoder + decoder layout as the segmenter the plan builds
     from selfconfig.networks import build_segmentation_network
 
@@ -77,7 +93,7 @@ def test_generator_is_the_target_unet_with_three_outputs_in_0_1():
         if not k.startswith("seg_layers."):
             assert state[k].shape == v.shape, k
     assert state.keys() == target.keys()
-    assert state["seg_layers.0.weight"].shape[0] == 3 != target["seg_layers.0.weight"].shape[0]
+    assert state["seg_layers.0.weight"].shape[0] == 2  # Cb, Cr (the plan's segmenter has its own head)
     assert task.transfer_groups("segmentation") == ("encoder", "decoder")
     assert task.transfer_groups("classification") == ("encoder",)
 
@@ -122,7 +138,7 @@ def test_state_dict_round_trip_and_spatial_only_augmentation():
     assert set(d["networks"]) == {"generator", "discriminator"} and set(d["optimizers"]) == {"opt_g", "opt_d"}
     assert {"rng", "augmenter"} <= set(d)
     other = _task()
-    torch.nn.init.zeros_(other.generator.seg_layers[-1].weight)
+    torch.nn.init.normal_(other.generator.seg_layers[-1].weight)  # differs from the fresh zeros
     other.load_state_dict(d)
     assert torch.equal(other.generator.seg_layers[-1].weight, task.generator.seg_layers[-1].weight)
 
@@ -158,9 +174,20 @@ def test_pretraining_writes_checkpoint_and_progress(planned, roots):
     err = res.summary["held_out_error"]
     assert err["name"] == "L1 colour error" and 0 <= err["value"] <= 1 and 0 < err["no_learning"] <= 1
     assert res.summary["accuracy_name"].startswith("discriminator")
+    # a folder made by the earlier RGB formulation (its settings name none) is refused, not reused
+    from selfconfig.errors import ConfigurationError
+    from selfconfig.utils import read_json, write_json
+
+    settings_file = res.checkpoint.parent / "settings.json"
+    settings = read_json(settings_file)
+    assert settings["formulation"] == "chroma"
+    write_json(settings_file, {k: v for k, v in settings.items() if k != "formulation"})
+    with pytest.raises(ConfigurationError, match=r"formulation not recorded, an older version"):
+        run_pretraining("SurrogateColor", "TCOL", hyperparameters=PRETRAIN_HP, roots=roots, progress=False)
+    write_json(settings_file, settings)
     ckpt = load_pretrained(res.checkpoint)
     assert ckpt["pretrained"]["groups"] == {"segmentation": ["encoder", "decoder"], "classification": ["encoder"]}
-    assert ckpt["pretrained"]["state_dict"]["seg_layers.0.weight"].shape[0] == 3
+    assert ckpt["pretrained"]["state_dict"]["seg_layers.0.weight"].shape[0] == 2
     # the trained generator colours real pool patches: (B, 3, *patch) in [0, 1]
     from selfconfig.data.sampler import PatchSampler
     from selfconfig.pretext.run import unlabeled_pool
@@ -174,7 +201,8 @@ def test_pretraining_writes_checkpoint_and_progress(planned, roots):
     x = torch.from_numpy(batch["data"])
     assert x.shape == (2, 3, *patch) and 0 <= x.min() and x.max() <= 1  # RGB is normalised to 0-1
     with torch.no_grad():
-        out = task.colorize(task.make_inputs(x)[0])
+        inp, gray, _ = task.make_inputs(x)
+        out = task.colorize(inp, gray)
     assert out.shape == (2, 3, *patch) and out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
 
 
@@ -182,7 +210,7 @@ def test_transfer_into_segmenter_copies_encoder_and_decoder(planned, roots, fast
     from selfconfig.training.api import train
     from selfconfig.training.context import open_dataset
 
-    planned("TCOL", task="segmentation", dim=2, rgb=True, shape=(32, 32), n_classes=2)  # 2 classes != 3 colours
+    planned("TCOL", task="segmentation", dim=2, rgb=True, shape=(32, 32), n_classes=3)  # 3 classes != 2 chroma
     hp = {**fast_hp, "epochs": 1, "final_validation": False, "pretrain_epochs": 1, "pretrain_iters_per_epoch": 2}
     res = train("SurrogateColor", "TCOL", hyperparameters=hp, roots=roots, progress=False)
     assert (res.run_dir / "checkpoint_final.pt").is_file()
