@@ -125,10 +125,11 @@ def judge_claims(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list[fl
 
 
 def claims_markdown(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list[float], metric: str,
-                    near_chance: set[str] | frozenset[str] | dict[str, str] = frozenset()) -> str:
-    """The section "The paper's claims": a verdict in words per claim and fraction;
-    ``near_chance``: strategies whose pre-training ended near chance (their verdicts say so); a mapping
-    gives each one's problem in words (``"ended no better than an output that learned nothing"``)."""
+                    flagged: dict[str, str] | None = None) -> str:
+    """The section "The paper's claims": a verdict in words per claim and fraction; ``flagged``:
+    strategy -> what went wrong with its pre-training, in words (``"ended near chance"``, ``"ended no
+    better than an output that learned nothing"``); their verdicts say so."""
+    flagged = flagged or {}
     judged = judge_claims(df, claims, fractions)
     if not judged:
         return ""
@@ -150,11 +151,7 @@ def claims_markdown(df: pd.DataFrame, claims: tuple[Claim, ...], fractions: list
         c = j["claim"]
         lines.append(f"- **{j['verdict']}**: {c.words()} at {j['fraction'] * 100:g} % of the labels "
                      f"(paper: {c.paper}). {j['why'][0].upper()}{j['why'][1:]}."
-                     + "".join(f" The {s} pre-training {_problem(near_chance, s)} (see above): this does not "
-                               f"test surrogate supervision." for s in (c.first, c.second) if s in near_chance))
+                     + "".join(f" The {s} pre-training {flagged[s]} (see above): this does not "
+                               f"test surrogate supervision." for s in (c.first, c.second) if s in flagged))
     lines.append("")
     return "\n".join(lines)
-
-
-def _problem(flagged, strategy: str) -> str:
-    return flagged.get(strategy, "ended near chance") if isinstance(flagged, dict) else "ended near chance"

@@ -83,9 +83,8 @@ def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget:
 
         from selfconfig.pretext.base import pretraining_warning
 
-        flagged = {s: pretraining_warning(p) for s, p in (pretraining or {}).items()}
-        near_chance = {s: problem[0] for s, problem in flagged.items() if problem}
-        lines += [claims_markdown(df, claims, fractions, metric, near_chance)]
+        problems = {s: pretraining_warning(p) for s, p in (pretraining or {}).items()}
+        lines += [claims_markdown(df, claims, fractions, metric, {s: p[0] for s, p in problems.items() if p})]
     return "\n".join(lines)
 
 
@@ -199,7 +198,7 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
     """The pre-trainings behind the surrogate arms: held-out pretext accuracy against chance, with a
     warning a reader cannot miss when one ended near chance (or, judged by a held-out error, no
     better than an output that learned nothing)."""
-    from selfconfig.pretext.base import pretraining_warning
+    from selfconfig.pretext.base import PretextTask, pretraining_warning
 
     lines = ["## Pre-training (held-out pretext accuracy on unlabeled cases kept out of pre-training)", "",
              "| strategy | pretext task | held-out accuracy | per part | chance | held-out error (learned nothing) "
@@ -211,7 +210,8 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in (s.get("per_part") or {}).items() if v is not None) or "-"
         chance = s.get("chance")
         what = s.get("accuracy_name")
-        acc_text = "-" if acc is None else f"{acc:.3f}" + (f" ({what})" if what and what != "pretext accuracy" else "")
+        named = f" ({what})" if what and what != PretextTask.accuracy_name else ""
+        acc_text = "-" if acc is None else f"{acc:.3f}{named}"
         err = s.get("held_out_error") or {}
         err_text = "-" if err.get("value") is None else (
             f"{err['name']} {err['value']:.3f}" + (f" ({err['no_learning']:.3f})" if err.get("no_learning") is not None

@@ -238,9 +238,9 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     from selfconfig.pretext.base import pretext_summary
 
     summary = {"strategy": strategy_cls.name, "pretext_task": task_cls.name,
-               **pretext_summary(state.history, getattr(task, "chance_level", None),
-                                 accuracy_name=getattr(task, "accuracy_name", "pretext accuracy"),
-                                 held_out_error=getattr(task, "held_out_error", None)),
+               **pretext_summary(state.history, task.chance_level,
+                                 accuracy_name=task.accuracy_name,
+                                 held_out_error=task.held_out_error),
                "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
                "time_limited": state.time_limited}
     if dist.is_writer():
