@@ -1,8 +1,8 @@
 """nnU-Net-style U-Net: the shared encoder + a decoder + one 1x1 segmentation layer per resolution.
 
 Groups: ``encoder.*`` (stem: ``encoder.stem.*``), ``decoder.*`` (transposed convs and conv
-stages) and ``head`` = ``seg_layers.*``; so a colourisation generator (3 outputs) hands its
-encoder and decoder to a segmenter with any number of classes.
+stages) and ``head`` = ``seg_layers.*``; so a colourisation generator (2 chrominance outputs)
+hands its encoder and decoder to a segmenter with any number of classes.
 
 ``deep_supervision`` is a plain attribute read at every forward: True returns a list of logits,
 highest resolution first ([full, 1/2, 1/4, ...], every decoder resolution); False returns the

@@ -8,12 +8,12 @@ pix2pix (Isola et al., CVPR 2017) learns to colour gray versions of the unlabele
   output is trained (the low-resolution ``seg_layers`` stay untouched and are never transferred).
 * What it predicts: the *chrominance* only, as colourisation papers do (Zhang et al., ECCV 2016
   predict Lab's ab; here YCbCr's Cb and Cr, ``0.5 tanh(logits)``); the luminance is the gray
-  input itself, and the colour is ``ycbcr_to_rgb(gray, Cb, Cr)`` clipped to 0-1. Zero chrominance
-  is the gray image, and the output layer starts at zero, so the generator starts at the gray
-  image's colour error and every step
-  it takes below that error is colour it has learned. (An earlier formulation predicted RGB with
-  a sigmoid and had to re-learn the luminance too: on SKIN_SEG's quick budget its held-out L1 ended
-  at 0.150 while the gray input itself is off by 0.123, i.e. it learned nothing measurable.)
+  input itself, and the colour is :func:`rgb_from_chroma` ``(gray, (Cb, Cr))`` clipped to 0-1.
+  Zero chrominance is the gray image, and the output layer starts at zero, so the generator
+  starts at the gray image's colour error and every step it takes below that error is colour it
+  has learned. (An earlier formulation predicted RGB with a sigmoid and had to re-learn the
+  luminance too: on SKIN_SEG's quick budget its held-out L1 ended at 0.150 while the gray input
+  itself is off by 0.123, i.e. it learned nothing measurable.)
 * Generator input: the luminance ``0.299 R + 0.587 G + 0.114 B`` *replicated* into the three
   RGB input channels. The segmenter sees RGB, so its stem has three input channels; feeding the
   replicated gray keeps the generator's stem identical and transferable (a 1-channel stem would
