@@ -70,7 +70,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
                    overrides: dict | None = None, scheduler: str | None = None) -> ExperimentResult:
     """``folds``: None runs the budget's folds. ``scheduler``: run the cells as tasks on a Dask
     cluster (an address, or ``local:N``); None runs them one after the other in this process."""
-    from selfconfig.experiments.report import write_reports
+    from selfconfig.experiments.report import describe_cell_iterations, write_reports
 
     bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
     if bad:
@@ -89,7 +89,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     data = open_dataset(probe.dataset, config_name, plans_name, roots, tag=tag)
     dev = pick_device(device)
     # refuse incompatible arms before spending any time
-    classes, hp_overrides = {}, {}
+    classes, hp_overrides, iterations, caps = {}, {}, {}, set()
     for s in strategies:
         cls = get_trainer(s)
         cost = pretext_cost(getattr(cls, "pretext_task", None), data.config, data.task, data.plans.budget)
@@ -102,6 +102,7 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
             check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
         its = hp.epochs * hp.iters_per_epoch  # a pure wall-clock budget's bound is never below FEW_ITERATIONS
+        iterations[s], caps = its, caps | {hp.max_minutes}
         if its < FEW_ITERATIONS:
             log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
                         "start of training, not a result; plan for shorter iterations "
@@ -137,7 +138,9 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     pretraining = {s: read_json(f) for s in strategies
                    if (f := data.pretrain_dir(s) / "pretrain_summary.json").is_file()}
     claims = claims_for(data.dataset, info.extra.get("surrogate_task"))
-    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining, claims)
+    cap = caps.pop() if len(caps) == 1 else None
+    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining, claims,
+                  describe_cell_iterations(iterations, overrides, cap))
     return res
 
 

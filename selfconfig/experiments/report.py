@@ -50,14 +50,17 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 def summary_markdown(df: pd.DataFrame, dataset: str, configuration: str, budget: str, metric: str,
                      strategies: list[str], fractions: list[float], claims: tuple = (),
-                     pretraining: dict[str, dict] | None = None, tests: pd.DataFrame | None = None) -> str:
+                     pretraining: dict[str, dict] | None = None, tests: pd.DataFrame | None = None,
+                     cell_iterations: str = "") -> str:
     """summary.md; ``pretraining``: the surrogate arms' pre-training summaries; ``claims``: the
     paper's claims that apply to this dataset (:func:`selfconfig.experiments.claims.claims_for`),
-    judged in the last section; ``tests``: :func:`paired_tests` of ``df`` when the caller has it."""
+    judged in the last section; ``tests``: :func:`paired_tests` of ``df`` when the caller has it;
+    ``cell_iterations``: what each cell trained (:func:`describe_cell_iterations`)."""
     agg = aggregate(df)
     lines = [f"# Experiment: {dataset}", "",
-             f"Configuration `{configuration}`, budget `{budget}`, metric `{metric}` "
-             f"(mean ± std over folds).", ""]
+             f"Configuration `{configuration}`, budget `{budget}`"
+             + (f" ({cell_iterations})" if cell_iterations else "") + f", metric `{metric}` (mean ± std over folds).",
+             ""]
     for split in ("test", "val"):
         sub = agg[agg["split"] == split]
         if sub.empty:
@@ -133,7 +136,7 @@ def paired_csv(tests: pd.DataFrame) -> str:
 
 
 def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strategies: list[str],
-                fractions: list[float], configuration: str, budget: str) -> None:
+                fractions: list[float], configuration: str, budget: str, cell_iterations: str = "") -> None:
     """Metric against labeled fraction, one line per strategy, error bars over folds."""
     import matplotlib
 
@@ -168,7 +171,7 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
         ax.set_title(SPLIT_TITLES[split])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{dataset} ({configuration}, {budget} budget)", fontsize=10)
+    fig.suptitle(figure_title(dataset, configuration, budget, cell_iterations), fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +179,28 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
     plt.close(fig)
 
 
+def figure_title(dataset: str, configuration: str, budget: str, cell_iterations: str = "") -> str:
+    return f"{dataset} ({configuration}, {budget} budget" + (f", {cell_iterations})" if cell_iterations else ")")
+
+
+def describe_cell_iterations(iterations: dict[str, int], overrides: dict | None = None,
+                             max_minutes: float | None = None) -> str:
+    """What each cell of a grid trains, for summary.md and the figure: ``"300 iterations per cell"``,
+    per strategy when they differ, with the cap and the command-line settings that changed the
+    budget's (``"1200 iterations per cell, at most 12 min each; --epochs 48 given"``)."""
+    counts = set(iterations.values())
+    text = (f"{counts.pop()} iterations per cell" if len(counts) == 1 else
+            "iterations per cell: " + ", ".join(f"{s} {n}" for s, n in iterations.items()))
+    if max_minutes:
+        text += f", at most {max_minutes:g} min each"
+    given = [f"--{k.replace('_', '-')} {v:g}" for k, v in (overrides or {}).items()
+             if k in ("epochs", "iters_per_epoch", "max_minutes") and v is not None]
+    return text + (f"; {', '.join(given)} given" if given else "")
+
+
 def write_reports(res, dataset: str, configuration: str, budget: str, metric: str, strategies: list[str],
-                  fractions: list[float], pretraining: dict[str, dict] | None = None, claims: tuple = ()) -> None:
+                  fractions: list[float], pretraining: dict[str, dict] | None = None, claims: tuple = (),
+                  cell_iterations: str = "") -> None:
     folder = Path(res.folder)
     folder.mkdir(parents=True, exist_ok=True)
     df = results_frame(res.rows)
@@ -187,11 +210,11 @@ def write_reports(res, dataset: str, configuration: str, budget: str, metric: st
     res.paired_csv = folder / "paired.csv"
     atomic_write_text(res.paired_csv, paired_csv(tests))
     res.summary_text = summary_markdown(df, dataset, configuration, budget, metric, strategies, fractions, claims,
-                                        pretraining, tests)
+                                        pretraining, tests, cell_iterations)
     res.summary_md = folder / "summary.md"
     atomic_write_text(res.summary_md, res.summary_text + "\n")
     res.figure = folder / "figure.png"
-    plot_figure(df, res.figure, dataset, metric, strategies, fractions, configuration, budget)
+    plot_figure(df, res.figure, dataset, metric, strategies, fractions, configuration, budget, cell_iterations)
 
 
 def pretraining_markdown(summaries: dict[str, dict]) -> str:

@@ -154,3 +154,23 @@ def test_write_reports_writes_paired_csv(tmp_path, monkeypatch):
     assert abs(paired["ci_low"][0] - 0.00516) < 1e-4 and abs(paired["ci_high"][0] - 0.05484) < 1e-4
     assert abs(paired["baseline_mean"][0] - 0.6) < 1e-9 and abs(paired["baseline_sd"][0] - 0.1) < 1e-9
     assert "+0.030 [+0.005, +0.055]" in res.summary_md.read_text()
+
+
+def test_summary_and_figure_say_what_each_cell_trained(tmp_path):
+    """A grid run with --epochs (the longer run of the protocol) must not read as the budget's
+    own iterations: summary.md and the figure's title give the iterations per cell and what was set."""
+    assert report.describe_cell_iterations({"Scratch": 300, "SurrogateFlip": 300}) == "300 iterations per cell"
+    text = report.describe_cell_iterations({"Scratch": 1200, "SurrogateFlip": 1200},
+                                           {"epochs": 48, "max_minutes": 12.0}, 12.0)
+    assert text == "1200 iterations per cell, at most 12 min each; --epochs 48, --max-minutes 12 given"
+    assert report.describe_cell_iterations({"Scratch": 250, "SurrogateColor": 200}) == (
+        "iterations per cell: Scratch 250, SurrogateColor 200")
+    df = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP)}})
+    summary = report.summary_markdown(df, "D", "3d", "quick", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1],
+                                      cell_iterations=text)
+    assert summary.splitlines()[2].startswith(f"Configuration `3d`, budget `quick` ({text}), metric `mean_dice`")
+    assert report.figure_title("D", "3d", "quick", text) == f"D (3d, quick budget, {text})"
+    assert report.figure_title("D", "3d", "quick") == "D (3d, quick budget)"
+    report.plot_figure(df, tmp_path / "f.png", "D", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1], "3d", "quick",
+                       text)
+    assert (tmp_path / "f.png").stat().st_size > 0
