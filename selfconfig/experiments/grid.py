@@ -102,7 +102,8 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
             check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
         classes[s] = cls
         its = hp.epochs * hp.iters_per_epoch  # a pure wall-clock budget's bound is never below FEW_ITERATIONS
-        iterations[s], caps = its, caps | {hp.max_minutes}
+        iterations[s] = its
+        caps.add((hp.max_minutes, bool(hp.max_minutes) and hp.fit_schedule_to_minutes))
         if its < FEW_ITERATIONS:
             log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
                         "start of training, not a result; plan for shorter iterations "
@@ -138,9 +139,9 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     pretraining = {s: read_json(f) for s in strategies
                    if (f := data.pretrain_dir(s) / "pretrain_summary.json").is_file()}
     claims = claims_for(data.dataset, info.extra.get("surrogate_task"))
-    cap = caps.pop() if len(caps) == 1 else None
+    cap, fitted = caps.pop() if len(caps) == 1 else (None, False)
     write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining, claims,
-                  describe_cell_iterations(iterations, overrides, cap))
+                  describe_cell_iterations(iterations, overrides, cap, fitted))
     return res
 
 

@@ -184,15 +184,19 @@ def figure_title(dataset: str, configuration: str, budget: str, cell_iterations:
 
 
 def describe_cell_iterations(iterations: dict[str, int], overrides: dict | None = None,
-                             max_minutes: float | None = None) -> str:
+                             max_minutes: float | None = None, fitted: bool = False) -> str:
     """What each cell of a grid trains, for summary.md and the figure: ``"300 iterations per cell"``,
     per strategy when they differ, with the cap and the command-line settings that changed the
-    budget's (``"1200 iterations per cell, at most 12 min each; --epochs 48 given"``)."""
+    budget's (``"1200 iterations per cell, at most 12 min each; --epochs 48 given"``). ``fitted``:
+    the schedule is fitted to ``max_minutes`` (:attr:`TrainingConfig.fit_schedule_to_minutes`), so
+    the iterations are an upper bound (the loop plans ``min(fitted, epochs x iterations)``)."""
     counts = set(iterations.values())
-    text = (f"{counts.pop()} iterations per cell" if len(counts) == 1 else
-            "iterations per cell: " + ", ".join(f"{s} {n}" for s, n in iterations.items()))
+    up_to = "up to " if fitted and max_minutes else ""
+    text = (f"{up_to}{counts.pop()} iterations per cell" if len(counts) == 1 else
+            f"{up_to}iterations per cell: " + ", ".join(f"{s} {n}" for s, n in iterations.items()))
     if max_minutes:
-        text += f", at most {max_minutes:g} min each"
+        text += (f", the schedule fitted to {max_minutes:g} min each" if fitted
+                 else f", at most {max_minutes:g} min each")
     given = [f"--{k.replace('_', '-')} {v:g}" for k, v in (overrides or {}).items()
              if k in ("epochs", "iters_per_epoch", "max_minutes") and v is not None]
     return text + (f"; {', '.join(given)} given" if given else "")

@@ -163,6 +163,9 @@ def test_summary_and_figure_say_what_each_cell_trained(tmp_path):
     text = report.describe_cell_iterations({"Scratch": 1200, "SurrogateFlip": 1200},
                                            {"epochs": 48, "max_minutes": 12.0}, 12.0)
     assert text == "1200 iterations per cell, at most 12 min each; --epochs 48, --max-minutes 12 given"
+    # a schedule fitted to the minutes (a pure wall-clock budget) may stop before epochs x iterations
+    assert report.describe_cell_iterations({"Scratch": 5000}, {"max_minutes": 10.0}, 10.0, fitted=True) == (
+        "up to 5000 iterations per cell, the schedule fitted to 10 min each; --max-minutes 10 given")
     assert report.describe_cell_iterations({"Scratch": 250, "SurrogateColor": 200}) == (
         "iterations per cell: Scratch 250, SurrogateColor 200")
     df = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP)}})
