@@ -61,16 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                               roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
     if not is_writer():
         return 0  # rank 0 reports for all
+    # the held-out accuracy and any warning about it were logged by run_pretraining (both paths)
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
-    from selfconfig.pretext.base import describe_held_out, pretraining_warning
-
-    line = describe_held_out(res.summary)
-    if line:
-        print(line)
-    problem = pretraining_warning(res.summary)
-    if problem:
-        print(f"WARNING: the pre-training {problem[0]} ({problem[1]}): its weights learned little of the pretext task")
     return 0
 
 

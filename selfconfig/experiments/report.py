@@ -225,7 +225,7 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
     """The pre-trainings behind the surrogate arms: held-out pretext accuracy against chance, with a
     warning a reader cannot miss when one ended near chance (or, judged by a held-out error, no
     better than an output that learned nothing)."""
-    from selfconfig.pretext.base import PretextTask, pretraining_warning
+    from selfconfig.pretext.base import PretextTask, format_per_part, pretraining_warning
 
     lines = ["## Pre-training (held-out pretext accuracy on unlabeled cases kept out of pre-training)", "",
              "| strategy | pretext task | held-out accuracy | per part | chance | held-out error (learned nothing) "
@@ -234,7 +234,7 @@ def pretraining_markdown(summaries: dict[str, dict]) -> str:
     warnings = []
     for strategy, s in summaries.items():
         acc = s.get("held_out_accuracy")
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in (s.get("per_part") or {}).items() if v is not None) or "-"
+        parts = format_per_part(s) or "-"
         chance = s.get("chance")
         what = s.get("accuracy_name")
         named = f" ({what})" if what and what != PretextTask.accuracy_name else ""

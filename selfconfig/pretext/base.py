@@ -268,13 +268,18 @@ def pretext_summary(history: dict[str, list[float]], chance: float | None, last:
     return out
 
 
+def format_per_part(summary: dict) -> str:
+    """The per-part held-out accuracies as text ("x 1.000, y 0.950"); "" when there are none."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in (summary.get("per_part") or {}).items() if v is not None)
+
+
 def describe_held_out(summary: dict) -> str:
     """One line for logs and the CLI: the held-out accuracy (what it measures, its chance level) and
     the held-out error against an output that learned nothing, where the task has one."""
     parts = []
     acc = summary.get("held_out_accuracy")
     if acc is not None:
-        per = ", ".join(f"{k} {v:.3f}" for k, v in (summary.get("per_part") or {}).items() if v is not None)
+        per = format_per_part(summary)
         chance = summary.get("chance")
         parts.append(f"held-out {summary.get('accuracy_name') or PretextTask.accuracy_name} {acc:.3f}"
                      + (f" ({per})" if per else "") + (f", chance {chance:.3f}" if chance is not None else ""))
