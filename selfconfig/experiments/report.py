@@ -170,7 +170,8 @@ def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strateg
         ax.set_ylim(min(0.0, low - 0.02), max(1.0, high + 0.02))
         ax.set_title(SPLIT_TITLES[split])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a split without scores has no lines to name
+            ax.legend(fontsize=8)
     fig.suptitle(figure_title(dataset, configuration, budget, cell_iterations), fontsize=10)
     fig.tight_layout()
     path = Path(path)
