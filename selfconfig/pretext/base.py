@@ -274,7 +274,7 @@ def format_per_part(summary: dict) -> str:
 
 
 def describe_held_out(summary: dict) -> str:
-    """One line for logs and the CLI: the held-out accuracy (what it measures, its chance level) and
+    """One line for the log: the held-out accuracy (what it measures, its chance level) and
     the held-out error against an output that learned nothing, where the task has one."""
     parts = []
     acc = summary.get("held_out_accuracy")
