@@ -13,10 +13,13 @@ Every snapshot comes from the same run, whose schedule decays towards ``--max-mi
 ``--compare-fullres``: also train the full-resolution configuration (``3d``, what the planner of
 earlier versions recommended) for the same minutes when the plan recommends ``3d_lowres``.
 ``--cpu-gflops`` / ``--precision fp32`` plan and train as a slower machine would (e.g. a 2-core CPU
-without fast bf16 measured 40.6 GFLOP/s).
+without fast bf16 measured 40.6 GFLOP/s). ``--overwrite-target-spacing``: plan the full-resolution
+configuration at a coarser (or finer) spacing than the data's (the plan-and-preprocess option of
+the same name); the test scans are still scored at their own resolution.
 
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --dataset LUNG_LOBES --max-minutes 10 \\
-        [--snapshots 1 2 5 10] [--compare-fullres] [--cpu-gflops 40.6 --precision fp32] [--out FILE.json]
+        [--snapshots 1 2 5 10] [--compare-fullres] [--cpu-gflops 40.6 --precision fp32] \\
+        [--overwrite-target-spacing 2 2] [--out FILE.json]
 
 Run it on an otherwise idle machine: the budget is wall-clock time.
 """
@@ -105,13 +108,15 @@ def main() -> int:
     ap.add_argument("--compare-fullres", action="store_true", help="also train 3d when 3d_lowres is recommended")
     ap.add_argument("--cpu-gflops", type=float, help="plan as a machine of this measured throughput")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    ap.add_argument("--overwrite-target-spacing", type=float, nargs="+", metavar="MM",
+                    help="plan the full-resolution configuration at this spacing (plans 'targetSpacingPlans')")
     ap.add_argument("--workdir", default="/tmp/sc_bench_tta")
     ap.add_argument("--out", help="JSON file for the results (default: WORKDIR/DATASET.json)")
     args = ap.parse_args()
 
     from selfconfig.examples import make_example
     from selfconfig.inference.validation import raw_cases
-    from selfconfig.paths import Roots
+    from selfconfig.paths import DEFAULT_PLANS_NAME, Roots
     from selfconfig.planning import plan_and_preprocess
     from selfconfig.training.context import open_dataset
     from selfconfig.training.registry import get_trainer
@@ -125,7 +130,10 @@ def main() -> int:
     if not (roots.raw / args.dataset / "dataset.json").is_file():
         make_example(args.dataset, roots.raw)
     t0 = time.perf_counter()
-    res = plan_and_preprocess(args.dataset, roots=roots, cpu_gflops=args.cpu_gflops, progress=False)
+    plans_name = "targetSpacingPlans" if args.overwrite_target_spacing else DEFAULT_PLANS_NAME
+    info["target_spacing_given"] = args.overwrite_target_spacing
+    res = plan_and_preprocess(args.dataset, roots=roots, cpu_gflops=args.cpu_gflops, progress=False,
+                              plans_name=plans_name, target_spacing=args.overwrite_target_spacing)
     info["plan_seconds"] = round(time.perf_counter() - t0, 1)
     plans = res.plans
     info["planned_gflops"] = plans.budget.cpu_gflops
@@ -136,7 +144,7 @@ def main() -> int:
     raw_dir = roots.raw / args.dataset
     test_ids = [c.case_id for c in raw_cases(raw_dir, "test")[1]]
     for config in configs:
-        data = open_dataset(args.dataset, config, roots=roots, tag="tta")
+        data = open_dataset(args.dataset, config, plans_name=plans_name, roots=roots, tag="tta")
         cfg = data.config
         snaps = work / "snapshots" / config
         trainer = snapshot_trainer(get_trainer("Scratch"), [m for m in args.snapshots if m <= args.max_minutes],

@@ -19,6 +19,7 @@ import numpy as np
 from planners.budget import CpuBudgetModel, GpuBudgetModel
 from planners.topology import plan_topology
 from selfconfig.dataset.schema import DatasetInfo
+from selfconfig.errors import ConfigurationError
 from selfconfig.preprocessing.normalize import expand_schemes
 from selfconfig.plans import (Budget, ConfigurationPlan, DecoderPlan, EncoderPlan, HeadPlan, NetworkPlan,
                               Plans)
@@ -57,10 +58,11 @@ class DefaultPlanner:
     def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
                  cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
                  plans_name: str | None = None, measure: bool = True, throughput_cache=None,
-                 remeasure_cpu: bool = False):
+                 remeasure_cpu: bool = False, target_spacing: list[float] | None = None):
         self.info = info
         self.fp = fingerprint
         self.dim = int(fingerprint["dim"])
+        self.target_spacing = self.check_target_spacing(target_spacing)
         self.plans_name = plans_name or self.plans_name
         if gpu_memory_gb:
             self.device = "cuda"
@@ -71,10 +73,27 @@ class DefaultPlanner:
                                                cache_file=throughput_cache, remeasure=remeasure_cpu)
 
     # ------------------------------------------------------------------ spacing
+    def check_target_spacing(self, spacing: list[float] | None) -> list[float] | None:
+        """The user's full-resolution spacing (nnU-Net's ``-overwrite_target_spacing``): one value per
+        axis of the data (z y x for 3D, y x for 2D), each > 0; ``None`` when not given."""
+        if spacing is None:
+            return None
+        values = [float(v) for v in spacing]
+        if len(values) != self.dim or not all(np.isfinite(v) and v > 0 for v in values):
+            axes = "z y x" if self.dim == 3 else "y x"
+            raise ConfigurationError(f"target spacing {' '.join(str(v) for v in spacing)}: give {self.dim} positive "
+                                     f"values ({axes}) for this {self.dim}D dataset")
+        return values
+
     def fullres_target_spacing(self) -> list[float]:
+        """(z, y, x) spacing of the full-resolution configuration: nnU-Net's rule (the median spacing,
+        the 10th percentile along an axis much coarser than the others), or the user's target spacing
+        (``--overwrite-target-spacing``; for 2D data z stays the median, it is not an image axis)."""
         spacings = np.asarray(self.fp["spacings"], dtype=float)
         sizes = np.asarray(self.fp["shapes_after_crop"], dtype=float)
         target = np.percentile(spacings, 50, axis=0)
+        if self.target_spacing is not None:
+            return [float(v) for v in target[: 3 - self.dim]] + list(self.target_spacing)
         if self.dim == 2:
             return target.tolist()
         target_size = np.percentile(sizes, 50, axis=0)
@@ -133,6 +152,10 @@ class DefaultPlanner:
             budget=self.budget_model.describe(),
             regions_class_order=self.info.regions_class_order,
         )
+        if self.target_spacing is not None:
+            plans.notes.append(f"full-resolution target spacing {' x '.join(f'{v:g}' for v in self.target_spacing)} "
+                               f"set by the user (the data's median spacing is "
+                               f"{' x '.join(f'{v:g}' for v in self.fp['median_spacing'][3 - self.dim:])})")
         return plans
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -54,14 +55,22 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
                         gpu_memory_gb: float | None = None, cpu_target_seconds: float = 1.0,
                         cpu_gflops: float | None = None, roots: Roots | None = None,
                         progress: bool = True, plans_name: str | None = None,
-                        remeasure_cpu: bool = False, scheduler: str | None = None) -> PlanAndPreprocessResult:
+                        remeasure_cpu: bool = False, scheduler: str | None = None,
+                        target_spacing: list[float] | None = None) -> PlanAndPreprocessResult:
     """Verify the raw dataset, write fingerprint.json and the plans, and preprocess every split.
 
     Nothing is written when verification finds a problem (it raises VerificationError listing all).
     ``scheduler``: verify and preprocess the cases as tasks on a Dask cluster (an address or
-    ``local:N``) instead of ``num_processes`` local processes.
+    ``local:N``) instead of ``num_processes`` local processes. ``target_spacing``: the
+    full-resolution spacing to plan instead of the planner's (nnU-Net's ``-overwrite_target_spacing``);
+    it needs a ``plans_name`` of its own, so the default plans and their data stay as they are.
     """
     from selfconfig.parallel import WorkerPool
+
+    if target_spacing is not None and (plans_name or DEFAULT_PLANS_NAME) == DEFAULT_PLANS_NAME:
+        raise ConfigurationError("a target spacing of your own needs plans of their own: add --plans-name NAME "
+                                 "(then train and predict with -p NAME), so the default plans and their "
+                                 "preprocessed data stay as they are")
 
     if scheduler:
         from selfconfig.dask_cluster import check_scheduler, dask_pool
@@ -72,11 +81,13 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
         pool_cm = WorkerPool(num_processes)
     with pool_cm as pool:
         return _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb,
-                                    cpu_target_seconds, cpu_gflops, roots, progress, plans_name, remeasure_cpu)
+                                    cpu_target_seconds, cpu_gflops, roots, progress, plans_name, remeasure_cpu,
+                                    target_spacing)
 
 
 def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb, cpu_target_seconds,
-                         cpu_gflops, roots, progress, plans_name, remeasure_cpu) -> PlanAndPreprocessResult:
+                         cpu_gflops, roots, progress, plans_name, remeasure_cpu,
+                         target_spacing=None) -> PlanAndPreprocessResult:
     from planners import get_planner
 
     t0 = time.perf_counter()
@@ -100,9 +111,16 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
     if info.task == "classification":
         add_classification_counts(fp, info, [c.label for c in cases["train"]])
     planner_cls = get_planner(planner)
+    extra = {}
+    if target_spacing is not None:  # planners written without the option still load when it is not given
+        params = inspect.signature(planner_cls).parameters
+        if "target_spacing" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise ConfigurationError(f"planner {planner_cls.__name__} takes no target spacing of the user's "
+                                     "(its __init__ has no target_spacing argument)")
+        extra["target_spacing"] = target_spacing
     p = planner_cls(info, fp, gpu_memory_gb=gpu_memory_gb, cpu_target_seconds=cpu_target_seconds,
                     cpu_gflops=cpu_gflops, plans_name=plans_name, remeasure_cpu=remeasure_cpu,
-                    throughput_cache=user_cache_dir() / CPU_THROUGHPUT_CACHE)
+                    throughput_cache=user_cache_dir() / CPU_THROUGHPUT_CACHE, **extra)
     plans = p.plan()
     configs = configurations or list(plans.configurations)
     unknown = [c for c in configs if c not in plans.configurations]
@@ -152,6 +170,7 @@ def format_plans_summary(plans: Plans) -> str:
     else:
         lines.append(f"  budget: GPU with {b.gpu_memory_gb:g} GB")
     lines.append(f"  median spacing {fmt(plans.original_median_spacing)}, median shape {fmt(plans.original_median_shape)}")
+    lines += [f"  note: {n}" for n in plans.notes]
     for name, c in plans.configurations.items():
         star = " (recommended)" if name == plans.recommended_configuration else ""
         e = c.network.encoder

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-gb", type=float, help="plan for a GPU with this much memory (default: plan for this CPU)")
     p.add_argument("--cpu-seconds", type=float, default=1.0, help="CPU plans: target seconds per training iteration")
     p.add_argument("--cpu-gflops", type=float, help="CPU plans: effective GFLOP/s to assume instead of measuring")
+    p.add_argument("--overwrite-target-spacing", type=float, nargs="+", metavar="MM",
+                   help="plan the full-resolution configuration at this spacing instead of the data's median "
+                        "(z y x for 3D, y x for 2D; nnU-Net's -overwrite_target_spacing); needs --plans-name")
     p.add_argument("--remeasure-cpu", action="store_true",
                    help="CPU plans: measure the throughput again instead of reusing this machine's earlier measurement")
     add_root_args(p)
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset, configurations=args.configurations, planner=args.planner, num_processes=args.num_processes,
         verify_only=args.verify, gpu_memory_gb=args.gpu_memory_gb, cpu_target_seconds=args.cpu_seconds,
         cpu_gflops=args.cpu_gflops, roots=roots_from(args), progress=not args.no_progress,
-        plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu, scheduler=args.scheduler)
+        plans_name=args.plans_name, remeasure_cpu=args.remeasure_cpu, scheduler=args.scheduler,
+        target_spacing=args.overwrite_target_spacing)
     n = res.verified_cases
     print(f"{res.dataset}: verified {n['train']} training, {n['test']} test and {n['unlabeled']} unlabeled case(s): no problems")
     for line in res.stale:

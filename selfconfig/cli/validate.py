@@ -34,7 +34,7 @@ INT_AT_LEAST = {
 }
 #: float flags that must be finite and > 0
 POSITIVE_FLOATS = ("lr", "pretrain_lr", "gpu_memory_gb", "cpu_seconds", "cpu_gflops", "checkpoint_minutes",
-                   "max_minutes")
+                   "max_minutes", "overwrite_target_spacing")
 #: float flags in (0, 1] (single values or lists)
 UNIT_INTERVAL = ("fraction", "fractions", "step_size")
 #: names that become one folder or file name under a root
@@ -68,9 +68,9 @@ def check_values(args: argparse.Namespace, flags: dict[str, str]) -> None:
         if v is not None and (not isinstance(v, int) or v < low):
             raise ConfigurationError(f"{flags.get(dest, dest)} must be at least {low} (an integer), got {v}")
     for dest in POSITIVE_FLOATS:
-        v = getattr(args, dest, None)
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ConfigurationError(f"{flags.get(dest, dest)} must be a finite number greater than 0, got {v}")
+        for v in _values(getattr(args, dest, None)):
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigurationError(f"{flags.get(dest, dest)} must be a finite number greater than 0, got {v}")
     for dest in UNIT_INTERVAL:
         for v in _values(getattr(args, dest, None)):
             if v is not None and not (math.isfinite(v) and 0 < v <= 1):

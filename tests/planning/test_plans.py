@@ -212,3 +212,52 @@ def test_imagenet_encoders_are_priced_at_their_own_rate(monkeypatch):
     assert f_seg > f_enc
     assert m.cost_per_sample(seg, patch, "segmentation") == pytest.approx(f_enc / 8e9 + (f_seg - f_enc) / 40e9)
     assert m.describe().cpu_gflops_by_encoder == {"efficientnet_lite0 2d": 8.0}
+
+
+def test_a_target_spacing_of_the_users_replaces_the_planners():
+    """nnU-Net's -overwrite_target_spacing: the full-resolution configuration (and the 2d one's
+    in-plane spacing) is planned at the user's spacing; a wrong number of values is a clear error."""
+    from selfconfig.errors import ConfigurationError
+    from selfconfig.testing import planner_inputs
+
+    info, fp = planner_inputs()
+    plans = DefaultPlanner(info, fp, cpu_gflops=50.0, target_spacing=[4.0, 3.0, 3.0]).plan()
+    assert plans.configurations["3d"].spacing == [4.0, 3.0, 3.0]
+    assert plans.configurations["2d"].spacing == [3.0, 3.0]
+    assert any("4 x 3 x 3 set by the user" in n for n in plans.notes)
+    assert not DefaultPlanner(info, fp, cpu_gflops=50.0).plan().notes
+    for bad in ([2.0, 2.0], [1.0, 0.0, 1.0], [1.0, float("nan"), 1.0]):
+        with pytest.raises(ConfigurationError, match="give 3 positive values"):
+            DefaultPlanner(info, fp, cpu_gflops=50.0, target_spacing=bad)
+
+
+def test_target_spacing_plans_train_and_predict_in_the_images_geometry(roots, make_dataset, fast_hp, tmp_path):
+    """2D images planned at twice their pixel size: the data is preprocessed at half the size, needs
+    plans of its own (the default plans stay), and predictions come back at each image's own size."""
+    from PIL import Image
+
+    from selfconfig.cli.plan_and_preprocess import main as plan_main
+    from selfconfig.errors import ConfigurationError
+    from selfconfig.inference.api import predict
+    from selfconfig.planning import plan_and_preprocess
+    from selfconfig.training.api import train
+
+    make_dataset("SP", task="segmentation", dim=2, shape=(64, 64), n_train=4, n_test=2, n_un=0)
+    with pytest.raises(ConfigurationError, match="--plans-name"):
+        plan_and_preprocess("SP", num_processes=1, cpu_gflops=20.0, roots=roots, progress=False,
+                            target_spacing=[2.0, 2.0])
+    assert not (roots.preprocessed / "SP").exists()  # nothing written
+    assert plan_main(["-d", "SP", "-np", "1", "--cpu-gflops", "20", "--overwrite-target-spacing", "2", "2",
+                      "--plans-name", "coarsePlans", "--no-progress"]) == 0
+    cfg = plan_and_preprocess("SP", num_processes=1, cpu_gflops=20.0, roots=roots, progress=False,
+                              plans_name="coarsePlans", target_spacing=[2.0, 2.0]).plans.configurations["2d"]
+    assert cfg.spacing == [2.0, 2.0] and cfg.median_shape == [32, 32] and cfg.patch_size == [32, 32]
+    assert not (roots.preprocessed / "SP" / "plans.json").exists()
+    run = train("Scratch", "SP", plans_name="coarsePlans", hyperparameters=fast_hp, roots=roots, progress=False)
+    assert "coarsePlans" in str(run.run_dir)
+    out = tmp_path / "pred"
+    predict(roots.raw / "SP" / "imagesTs", out, trainer="Scratch", dataset="SP", folds=["0"],
+            plans_name="coarsePlans", roots=roots, progress=False)
+    for img in sorted((roots.raw / "SP" / "imagesTs").glob("*_0000.png")):
+        pred = np.asarray(Image.open(out / img.name.replace("_0000", "")))
+        assert pred.shape == (64, 64)
