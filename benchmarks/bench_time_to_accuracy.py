@@ -19,7 +19,7 @@ the same name); the test scans are still scored at their own resolution.
 
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --dataset LUNG_LOBES --max-minutes 10 \\
         [--snapshots 1 2 5 10] [--compare-fullres] [--cpu-gflops 40.6 --precision fp32] \\
-        [--overwrite-target-spacing 2 2] [--out FILE.json]
+        [--overwrite-target-spacing 2 2] [--batch-size B] [--out FILE.json]
 
 Run it on an otherwise idle machine: the budget is wall-clock time.
 """
@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     ap.add_argument("--overwrite-target-spacing", type=float, nargs="+", metavar="MM",
                     help="plan the full-resolution configuration at this spacing (plans 'targetSpacingPlans')")
+    ap.add_argument("--batch-size", type=int, help="train with this batch instead of the plan's")
     ap.add_argument("--workdir", default="/tmp/sc_bench_tta")
     ap.add_argument("--out", help="JSON file for the results (default: WORKDIR/DATASET.json)")
     args = ap.parse_args()
@@ -151,6 +152,8 @@ def main() -> int:
                                    snaps)
         hp = {"max_minutes": args.max_minutes, "epochs": 100000, "iters_per_epoch": 10, "val_iters": 2,
               "precision": args.precision, "final_validation": False}
+        if args.batch_size:
+            hp["batch_size"] = args.batch_size
         t0 = time.perf_counter()
         run = train_run(trainer, data, 0, 1.0, hp, overwrite=True, device=pick_device("cpu"), progress=False)
         wall = time.perf_counter() - t0
@@ -159,7 +162,8 @@ def main() -> int:
                   for p in sorted(snaps.glob("snapshot_*.pt"), key=lambda p: float(p.stem[9:-3]))]
         reach = {f"{t:g}": next((p["minutes"] for p in points if p["test"] >= t), None) for t in args.thresholds}
         info["runs"].append({"configuration": config, "spacing": cfg.spacing, "patch": cfg.patch_size,
-                             "batch": cfg.batch_size, "median_shape": cfg.median_shape,
+                             "batch": args.batch_size or cfg.batch_size, "planned_batch": cfg.batch_size,
+                             "median_shape": cfg.median_shape,
                              "estimated_iteration_seconds": cfg.estimated_iteration_seconds,
                              "training": timing, "wall_seconds": round(wall, 1), "snapshots": points,
                              "minutes_to_reach": reach})
