@@ -239,7 +239,7 @@ def test_target_spacing_plans_train_and_predict_in_the_images_geometry(roots, ma
     from selfconfig.cli.plan_and_preprocess import main as plan_main
     from selfconfig.errors import ConfigurationError
     from selfconfig.inference.api import predict
-    from selfconfig.planning import plan_and_preprocess
+    from selfconfig.planning import load_plans, plan_and_preprocess
     from selfconfig.training.api import train
 
     make_dataset("SP", task="segmentation", dim=2, shape=(64, 64), n_train=4, n_test=2, n_un=0)
@@ -249,8 +249,7 @@ def test_target_spacing_plans_train_and_predict_in_the_images_geometry(roots, ma
     assert not (roots.preprocessed / "SP").exists()  # nothing written
     assert plan_main(["-d", "SP", "-np", "1", "--cpu-gflops", "20", "--overwrite-target-spacing", "2", "2",
                       "--plans-name", "coarsePlans", "--no-progress"]) == 0
-    cfg = plan_and_preprocess("SP", num_processes=1, cpu_gflops=20.0, roots=roots, progress=False,
-                              plans_name="coarsePlans", target_spacing=[2.0, 2.0]).plans.configurations["2d"]
+    cfg = load_plans(roots.preprocessed / "SP", "coarsePlans").configurations["2d"]
     assert cfg.spacing == [2.0, 2.0] and cfg.median_shape == [32, 32] and cfg.patch_size == [32, 32]
     assert not (roots.preprocessed / "SP" / "plans.json").exists()
     run = train("Scratch", "SP", plans_name="coarsePlans", hyperparameters=fast_hp, roots=roots, progress=False)

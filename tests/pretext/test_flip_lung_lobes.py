@@ -23,9 +23,9 @@ def test_flip_prediction_is_clearly_above_chance_on_lung_lobes(roots, two_thread
     make_example("LUNG_LOBES", roots.raw, n_train=8, n_test=1, n_unlabeled=8)
     # a fixed throughput keeps the plan independent of the machine's load: the plan `make demo` gets on
     # a 2-core CPU without fast bf16 (53.7 GFLOP/s, --cpu-seconds 0.25): 3d_lowres, 9.4 mm, patch 16x32x32
-    res = plan_and_preprocess("LUNG_LOBES", configurations=["3d_lowres"], num_processes=2, cpu_gflops=53.7,
-                              cpu_target_seconds=0.25, roots=roots, progress=False)
-    assert res.plans.recommended_configuration == "3d_lowres"
+    planned = plan_and_preprocess("LUNG_LOBES", configurations=["3d_lowres"], num_processes=2, cpu_gflops=53.7,
+                                  cpu_target_seconds=0.25, roots=roots, progress=False)
+    assert planned.plans.recommended_configuration == "3d_lowres"
     hp = {"pretrain_epochs": 8, "pretrain_iters_per_epoch": 25, "val_iters": 12, "num_workers": 1}
     res = run_pretraining("SurrogateFlip", "LUNG_LOBES", configuration="3d_lowres", hyperparameters=hp, roots=roots,
                           progress=False)
