@@ -109,7 +109,7 @@ def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_re
         return {}
     per_epoch = budget.iters_per_epoch
     hp = {"iters_per_epoch": per_epoch, "val_iters": budget.val_iters, "pretrain_iters_per_epoch": per_epoch,
-          "tta": budget.tta, "checkpoint_every": 1}
+          "tta": budget.tta}  # checkpoint_latest: the trainer's every 5 epochs and 5 minutes, and on an interrupt
     if budget.train_seconds is not None:
         seconds = config.estimated_iteration_seconds or 1.0
         hp["epochs"] = _epochs(budget.train_seconds, seconds, per_epoch)

@@ -85,6 +85,9 @@ class Callback:
 
     def on_interrupt(self, module: LoopModule, state: LoopState) -> None: ...
 
+    def on_exception(self, module: LoopModule, state: LoopState, error: BaseException) -> None:
+        """The loop failed with ``error`` (not an interrupt); it is raised again after the hooks."""
+
     def on_fit_end(self, module: LoopModule, state: LoopState) -> None: ...
 
 
@@ -143,8 +146,13 @@ def fit(module: LoopModule, state: LoopState, train_batches: Callable[[int], Ite
         for cb in callbacks:
             cb.on_interrupt(module, state)
         raise
-    except Exception:
+    except Exception as error:
         if not flag.requested:
+            for cb in callbacks:
+                try:
+                    cb.on_exception(module, state, error)
+                except Exception:  # noqa: BLE001 - the loop's own error is the one to report
+                    log.exception("%s.on_exception failed", type(cb).__name__)
             raise
         # a stop was asked for and the signal also ended the loader's workers: the failure came from
         # fetching the next batch, so the state is that of the last finished step; save it
