@@ -177,9 +177,10 @@ def progress_figure(history: dict[str, list[float]], title: str = "", metric: st
 class ProgressPlot(Callback):
     """``progress.png``: drawn after the first epoch, then after an epoch once ``every_seconds`` of
     wall time have passed since the last drawing, and always at the end of the run and on an
-    interrupt. A drawing costs about 0.3-0.5 s on a 2-core CPU; once per epoch, with the CPU's
-    short epochs (25-50 iterations of a few tenths of a second), it took 3-8 % of the training
-    time, so the figure is at most ``every_seconds`` behind the log while the run goes on."""
+    interrupt. A drawing costs about 0.6 s on a 2-core CPU (documentation/benchmarks.md); once per
+    epoch, with the CPU's short epochs (10-50 iterations of a few tenths of a second), that was
+    4-20 % of the training time. While the run goes on the figure is at most ``every_seconds``
+    behind the log."""
 
     def __init__(self, path: Path, title: str = "", every_seconds: float = 30.0):
         self.path = Path(path)
