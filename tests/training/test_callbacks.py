@@ -21,9 +21,10 @@ class _Module:
         return {"network": {"w": self.w}}  # the live tensor, as a network's state_dict gives it
 
 
-def _improve(cb: CheckpointCallback, module: _Module, state: LoopState, metric: float) -> None:
-    """One epoch whose weights are all ``metric`` and whose smoothed metric is ``metric``."""
-    module.w.fill_(metric)  # in place, as an optimizer step changes the weights
+def _end_epoch(cb: CheckpointCallback, module: _Module, state: LoopState, metric: float,
+             weight: float | None = None) -> None:
+    """One epoch with smoothed metric ``metric`` whose weights are all ``weight`` (default: ``metric``)."""
+    module.w.fill_(metric if weight is None else weight)  # in place, as an optimizer step changes the weights
     state.epoch += 1
     state.ema_metric = metric
     cb.on_epoch_end(module, state, {})
@@ -36,18 +37,15 @@ def _best_weight(folder) -> float:
 def test_the_best_epoch_is_written_with_the_next_latest_checkpoint(tmp_path):
     cb, module = CheckpointCallback(tmp_path, dict, every=3, minutes=None), _Module()
     state = LoopState(epochs=10, iters_per_epoch=5)
-    _improve(cb, module, state, 0.2)
-    _improve(cb, module, state, 0.5)  # the best
+    _end_epoch(cb, module, state, 0.2)
+    _end_epoch(cb, module, state, 0.5)  # the best
     assert not (tmp_path / "checkpoint_best.pt").exists(), "kept in memory, not written every improvement"
-    module.w.fill_(0.1)  # a worse epoch 3 changes the live weights before checkpoint_latest is due
-    state.epoch += 1
-    state.ema_metric = 0.4
-    cb.on_epoch_end(module, state, {})
+    _end_epoch(cb, module, state, 0.4, weight=0.1)  # a worse epoch 3 changes the live weights; checkpoint_latest is due
     assert (tmp_path / "checkpoint_latest.pt").exists()
     assert _best_weight(tmp_path) == pytest.approx(0.5), "the best epoch's own weights, copied when it ended"
     assert load_checkpoint(tmp_path / "checkpoint_best.pt")["loop"]["epoch"] == 2
     assert state.best_metric == pytest.approx(0.5)
-    _improve(cb, module, state, 0.7)
+    _end_epoch(cb, module, state, 0.7)
     cb.on_fit_end(module, state)
     assert _best_weight(tmp_path) == pytest.approx(0.7)
     assert (tmp_path / "checkpoint_final.pt").exists() and not (tmp_path / "checkpoint_latest.pt").exists()
@@ -56,7 +54,7 @@ def test_the_best_epoch_is_written_with_the_next_latest_checkpoint(tmp_path):
 def test_the_best_epoch_is_written_on_an_interrupt(tmp_path):
     cb, module = CheckpointCallback(tmp_path, dict, every=100, minutes=None), _Module()
     state = LoopState(epochs=10, iters_per_epoch=5)
-    _improve(cb, module, state, 0.3)
+    _end_epoch(cb, module, state, 0.3)
     cb.on_interrupt(module, state)
     assert _best_weight(tmp_path) == pytest.approx(0.3)
     assert (tmp_path / "checkpoint_latest.pt").exists()
