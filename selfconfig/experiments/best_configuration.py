@@ -221,6 +221,19 @@ def predict_command(dataset: str, members: list[Member], fraction_name: str, fol
     return " ".join(shlex.quote(p) if p not in ("INPUT_FOLDER", "OUTPUT_FOLDER") else p for p in parts)
 
 
+def _validation_cases(members: list[Member], folds: list[str], raw_dir: Path, probabilities: bool, device,
+                      progress: bool) -> dict[str, list[str]]:
+    """Each fold's validation cases, predicted by every candidate; the candidates must agree on them."""
+    val_ids: dict[str, list[str]] = {}
+    for m in members:
+        for f in folds:
+            ids = ensure_validation(m, f, raw_dir, probabilities, device, progress)
+            if val_ids.setdefault(f, ids) != ids and set(val_ids[f]) != set(ids):
+                raise CheckpointError(f"{m.fold_dir(f)} validates other cases than the other candidates' fold {f} "
+                                      f"(other splits.json?); compare runs of the same splits")
+    return val_ids
+
+
 def find_best_configuration(dataset: str | int | None = None, *, trainers: list[str] | None = None,
                             configurations: list[str] | None = None, fraction: float | None = None,
                             folds: list[str] | None = None, plans_name: str = DEFAULT_PLANS_NAME, tag: str = "",
@@ -241,13 +254,7 @@ def find_best_configuration(dataset: str | int | None = None, *, trainers: list[
     fold_list = common_folds(members, folds)
     dev = pick_device(device)
     need_probs = ensembles and len(members) > 1
-    val_ids: dict[str, list[str]] = {}
-    for m in members:
-        for f in fold_list:
-            ids = ensure_validation(m, f, raw_dir, need_probs, dev, progress)
-            if val_ids.setdefault(f, ids) != ids and set(val_ids[f]) != set(ids):
-                raise CheckpointError(f"{m.fold_dir(f)} validates other cases than the other candidates' fold {f} "
-                                      f"(other splits.json?); compare runs of the same splits")
+    val_ids = _validation_cases(members, fold_list, raw_dir, need_probs, dev, progress)
     refs = {c.case_id: c.label_file for c in raw_cases(raw_dir, "train", [i for ids in val_ids.values() for i in ids])[1]}
     cases = [(f, cid, refs[cid]) for f in fold_list for cid in val_ids[f]]
     scheme = info.label_scheme

@@ -8,34 +8,26 @@ and on its validation fold; finished cells are skipped, interrupted ones resume.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from selfconfig.device import pick_device
 from selfconfig.errors import ConfigurationError
-from selfconfig.experiments.budgets import FEW_ITERATIONS, budget_hyperparameters, get_budget, pretext_cost
+from selfconfig.experiments.budgets import Budget, budget_hyperparameters, get_budget, pretext_cost
+from selfconfig.experiments.cells import Cell, arm_settings, run_cell
 from selfconfig.experiments.claims import claims_for
-from selfconfig.experiments.scoring import metric_value, primary_metric
+from selfconfig.experiments.cluster import run_cells_on_cluster
+from selfconfig.experiments.scoring import primary_metric
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
-from selfconfig.device import pick_device
 from selfconfig.training.context import DatasetContext, open_dataset
 from selfconfig.training.registry import get_trainer
-from selfconfig.utils import read_json, write_json
+from selfconfig.utils import read_json
 
 log = logging.getLogger(__name__)
-
-#: a cell's scores (validation and test rows) in its run folder; newer than checkpoint_final.pt = done
-SCORES = "scores.json"
-
-
-@dataclass
-class Cell:
-    strategy: str
-    fraction: float
-    fold: int | str
 
 
 @dataclass
@@ -70,8 +62,6 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
                    overrides: dict | None = None, scheduler: str | None = None) -> ExperimentResult:
     """``folds``: None runs the budget's folds. ``scheduler``: run the cells as tasks on a Dask
     cluster (an address, or ``local:N``); None runs them one after the other in this process."""
-    from selfconfig.experiments.report import describe_cell_iterations, write_reports
-
     bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
     if bad:
         raise ConfigurationError(f"fraction(s) {', '.join(f'{f:g}' for f in bad)} out of range: each must be in (0, 1]")
@@ -79,42 +69,15 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
         from selfconfig.dask_cluster import check_scheduler
 
         check_scheduler(scheduler)  # before any work (says how to install the cluster extra)
-
     roots = roots or Roots.resolve()
     probe = open_dataset(dataset, None, plans_name, roots)
     config_name = choose_configuration(probe.plans, strategies, configuration)
     b = get_budget(budget)
     folds = list(b.folds) if folds is None else folds
-    tag = "" if b.name == "full" else b.name
-    data = open_dataset(probe.dataset, config_name, plans_name, roots, tag=tag)
+    data = open_dataset(probe.dataset, config_name, plans_name, roots, tag="" if b.name == "full" else b.name)
     dev = pick_device(device)
-    # refuse incompatible arms before spending any time
-    classes, hp_overrides, iterations, caps = {}, {}, {}, set()
-    for s in strategies:
-        cls = get_trainer(s)
-        cost = pretext_cost(getattr(cls, "pretext_task", None), data.config, data.task, data.plans.budget)
-        hp_overrides[s] = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
-        hp = replace(cls.default_hyperparameters(dev.type), **hp_overrides[s]).check()
-        cls(hp).check_compatible(data)
-        if getattr(cls, "uses_pretraining", False):
-            from selfconfig.pretext.run import check_existing_pretraining
-
-            check_existing_pretraining(cls, data, hp)  # a pre-training made with other settings: say so now
-        classes[s] = cls
-        its = hp.epochs * hp.iters_per_epoch  # a pure wall-clock budget's bound is never below FEW_ITERATIONS
-        iterations[s] = its
-        caps.add((hp.max_minutes, bool(hp.max_minutes) and hp.fit_schedule_to_minutes))
-        if its < FEW_ITERATIONS:
-            log.warning("%s: %d iteration(s) per cell (%s budget, %.2f s estimated per iteration): that is the "
-                        "start of training, not a result; plan for shorter iterations "
-                        "(selfconfig_plan_and_preprocess --cpu-seconds 0.25) or give more epochs",
-                        s, its, b.name, data.config.estimated_iteration_seconds or float("nan"))
-    from selfconfig.data.splits import fold_cases
-
-    splits = data.splits()
-    for k in folds:
-        fold_cases(splits, k)  # a fold the splits do not have is refused before any cell runs
-    cells = [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
+    arms = {s: _arm(s, data, b, overrides, dev) for s in strategies}  # refuse incompatible arms before any work
+    cells = _cells(data, strategies, fractions, folds)
     raw_dir = roots.raw / data.dataset
     if not (raw_dir / "dataset.json").is_file():
         raise ConfigurationError(f"the raw dataset {raw_dir} is needed to score the test set; it is missing")
@@ -122,75 +85,62 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     metric = primary_metric(info)
     log.info("experiment on %s/%s (%s budget): %d cell(s), metric %s", data.dataset, config_name, b.name,
              len(cells), metric)
-    rows: list[dict] = []
+    hp_overrides = {s: arm[1] for s, arm in arms.items()}
     if scheduler:
-        from selfconfig.experiments.cluster import run_cells_on_cluster
-
         rows = run_cells_on_cluster(scheduler, data, cells, hp_overrides, device, raw_dir, progress)
     else:
-        bar = tqdm(cells, desc="experiment", disable=not progress)
-        for i, cell in enumerate(bar):
-            bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
-            log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction,
-                     cell.fold)
-            rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], dev, raw_dir, progress)
-    folder = roots.results / data.dataset / "experiment"
-    res = ExperimentResult(folder, rows)
+        rows = _run_here({s: arm[0] for s, arm in arms.items()}, data, cells, hp_overrides, dev, raw_dir, progress)
+    res = ExperimentResult(roots.results / data.dataset / "experiment", rows)
+    _report(res, data, b, metric, strategies, fractions, info, {s: arm[2].hp for s, arm in arms.items()}, overrides)
+    return res
+
+
+def _arm(strategy: str, data: DatasetContext, b: Budget, overrides: dict | None, device: torch.device):
+    """(trainer class, the overrides its cells train with, their settings) of one arm."""
+    cls = get_trainer(strategy)
+    cost = pretext_cost(getattr(cls, "pretext_task", None), data.config, data.task, data.plans.budget)
+    arm_overrides = {**budget_hyperparameters(b, data.config, cost), **(overrides or {})}
+    return cls, arm_overrides, arm_settings(cls, data, arm_overrides, device, b.name)
+
+
+def _cells(data: DatasetContext, strategies: list[str], fractions: list[float], folds: list) -> list[Cell]:
+    """Every strategy x fraction x fold; a fold the splits do not have is refused before any cell runs."""
+    from selfconfig.data.splits import fold_cases
+
+    splits = data.splits()
+    for k in folds:
+        fold_cases(splits, k)
+    return [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
+
+
+def _run_here(classes: dict[str, type], data: DatasetContext, cells: list[Cell], hp_overrides: dict[str, dict],
+              device: torch.device, raw_dir: Path, progress: bool) -> list[dict]:
+    """The cells one after the other in this process."""
+    rows: list[dict] = []
+    bar = tqdm(cells, desc="experiment", disable=not progress)
+    for i, cell in enumerate(bar):
+        bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
+        log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction, cell.fold)
+        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], device, raw_dir, progress)
+    return rows
+
+
+def _report(res: ExperimentResult, data: DatasetContext, b: Budget, metric: str, strategies: list[str],
+            fractions: list[float], info, hps: dict, overrides: dict | None) -> None:
+    """results.csv, paired.csv, summary.md and figure.png of the grid."""
+    from selfconfig.experiments.report import describe_cell_iterations, write_reports
+
     pretraining = {s: read_json(f) for s in strategies
                    if (f := data.pretrain_dir(s) / "pretrain_summary.json").is_file()}
     claims = claims_for(data.dataset, info.extra.get("surrogate_task"))
+    iterations = {s: hp.epochs * hp.iters_per_epoch for s, hp in hps.items()}
+    caps = {(hp.max_minutes, bool(hp.max_minutes) and hp.fit_schedule_to_minutes) for hp in hps.values()}
     cap, fitted = caps.pop() if len(caps) == 1 else (None, False)
-    write_reports(res, data.dataset, config_name, b.name, metric, strategies, fractions, pretraining, claims,
+    write_reports(res, data.dataset, data.configuration, b.name, metric, strategies, fractions, pretraining, claims,
                   describe_cell_iterations(iterations, overrides, cap, fitted))
-    return res
 
 
 def _info(raw_dir: Path):
     from selfconfig.dataset.schema import load_dataset_json
 
     return load_dataset_json(raw_dir)
-
-
-def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: torch.device, raw_dir: Path,
-             progress: bool) -> list[dict]:
-    """Train (or resume, or skip) one cell and score it on validation and test."""
-    from selfconfig.inference.predictor import Predictor
-    from selfconfig.inference.validation import predict_and_score, raw_cases, validate_run
-    from selfconfig.training.builder import find_resume_checkpoint, is_finished_and_scored, trained_epochs
-    from selfconfig.training.run import train_run
-
-    run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
-    scores_file = run_dir / SCORES
-    final = run_dir / "checkpoint_final.pt"
-    wanted = overrides.get("epochs")
-    if is_finished_and_scored(run_dir, wanted, result=SCORES):
-        done = trained_epochs(run_dir)
-        if wanted is not None and done is not None and int(wanted) < done:
-            log.warning("%s: trained for %d epochs already, more than the %d asked for; kept as it is",
-                        run_dir, done, int(wanted))
-        log.info("%s: finished earlier, skipped", run_dir)
-        return read_json(scores_file)["rows"]
-    if is_finished_and_scored(run_dir, result=SCORES):
-        log.info("%s: extending from %d to %d epochs", run_dir, trained_epochs(run_dir), int(wanted))
-    resume = find_resume_checkpoint(run_dir) is not None
-    result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
-                       progress=progress, validate=validate_run)
-    cases = read_json(run_dir / "cases.json")
-    rows = []
-    base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
-            "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]),
-            # relative to the results root ($SELFCONFIG_RESULTS), so the table still reads after a move
-            "run_dir": run_dir.relative_to(data.roots.results).as_posix()}
-    if result.validation is not None:
-        scores = metric_value(raw_dir, "train", cases["val"], result.validation, run_dir / "validation")
-        rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
-    hp = read_json(run_dir / "hyperparameters.json")
-    predictor = Predictor.from_checkpoints([final], device, tta=bool(hp.get("tta", True)))
-    _, test_cases = raw_cases(raw_dir, "test")
-    if test_cases:
-        test_ids = [c.case_id for c in test_cases]
-        summary = predict_and_score(predictor, raw_dir, "test", test_ids, run_dir / "test", progress)
-        scores = metric_value(raw_dir, "test", test_ids, summary, run_dir / "test")
-        rows.append({**base, "split": "test", "n_cases": len(test_ids), **scores})
-    write_json(scores_file, {"rows": rows})
-    return rows

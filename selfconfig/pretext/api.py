@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
+from selfconfig.device import pick_device
 from selfconfig.errors import ConfigurationError
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
 from selfconfig.pretext.run import PretrainResult, pretrain
-from selfconfig.device import pick_device
+from selfconfig.training.builder import resolve_settings
 from selfconfig.training.context import open_dataset
 from selfconfig.training.distributed import setup
 from selfconfig.training.registry import get_trainer
@@ -23,9 +23,6 @@ def run_pretraining(trainer: str, dataset: str | int | None = None, *, configura
     if not getattr(cls, "uses_pretraining", False):
         raise ConfigurationError(f"trainer {trainer} has no pre-training stage; pick a Surrogate* strategy")
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
-    dev = setup(pick_device(device))  # under torchrun: join the process group, one device per rank
-    overrides = {k: v for k, v in (hyperparameters or {}).items() if v is not None}
-    hp = replace(cls.default_hyperparameters(dev.type), **overrides)
-    strategy = cls(hp)
-    strategy.check_compatible(data)
-    return pretrain(cls, data, hp, dev, progress=progress, overwrite=overwrite)
+    # under torchrun: join the process group, one device per rank
+    settings = resolve_settings(cls, hyperparameters, setup(pick_device(device)))
+    return pretrain(cls, data, settings.hp, settings.device, progress=progress, overwrite=overwrite)

@@ -19,13 +19,13 @@ import torch
 from filelock import FileLock
 
 from selfconfig.checkpoint import load_checkpoint, save_checkpoint
-from selfconfig.data.sampler import CaseRef, PatchSampler
+from selfconfig.data.sampler import CaseRef
 from selfconfig.errors import CheckpointError, ConfigurationError
-from selfconfig.logs import LogFile
 from selfconfig.pretext.base import ClassificationPretext
 from selfconfig.training import distributed as dist
-from selfconfig.training.builder import (RunSpec, base_meta, find_resume_checkpoint, make_sampler, patch_batches,
-                                         restore, run_loop, stream_from)
+from selfconfig.training.builder import (RunSpec, base_meta, batch_size, find_resume_checkpoint, loop_state,
+                                         resumed_hyperparameters, run_folder, run_loop, seed_run, training_batches,
+                                         validation_batches)
 from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
@@ -66,10 +66,6 @@ class PretrainResult:
     summary: dict = field(default_factory=dict)  # held-out pretext accuracy (pretrain_summary.json)
 
 
-def pretrain_checkpoint_path(data: DatasetContext, strategy: str) -> Path:
-    return data.pretrain_dir(strategy) / CHECKPOINT_NAME
-
-
 def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: torch.device,
              progress: bool = True, continue_training: bool = True, overwrite: bool = False) -> PretrainResult:
     """Pre-train ``strategy_cls.pretext_task`` on the pool unless its checkpoint exists.
@@ -105,7 +101,7 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
         if dist.is_writer():
             write_json(out_dir / SETTINGS_NAME, wanted)
         dist.barrier()
-        with LogFile(out_dir / "pretraining.log", enabled=dist.is_writer()):
+        with run_folder(out_dir, "pretraining.log"):
             return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
 
 
@@ -122,7 +118,7 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
     return {"pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}", "plans": data.plans.plans_name,
             "configuration": data.configuration, "patch_size": list(cfg.patch_size),
             "lr": hp.pretrain_lr or task_cls.default_lr or hp.lr, "optimizer": hp.optimizer,
-            "weight_decay": hp.weight_decay, "batch_size": hp.batch_size or cfg.batch_size, "augment": hp.augment,
+            "weight_decay": hp.weight_decay, "batch_size": batch_size(hp, cfg), "augment": hp.augment,
             "seed": hp.seed, "epochs": hp.pretrain_epochs, "iters_per_epoch": hp.pretrain_iters_per_epoch,
             "max_minutes": hp.pretrain_max_minutes, "precision": hp.precision,
             # the classification pretexts warm up like fine-tuning (ClassificationPretext.learning_rate)
@@ -183,40 +179,50 @@ def _log_summary(strategy: str, summary: dict) -> None:
 
 def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, continue_training: bool) -> PretrainResult:
     task_cls = strategy_cls.pretext_task
-    task_cls.check_compatible(data)
     latest = find_resume_checkpoint(out_dir, ("latest",)) if continue_training else None  # an interrupted one
     ckpt = load_checkpoint(latest) if latest is not None else None
     if ckpt is not None:
-        hp = TrainingConfig.from_dict(ckpt["hyperparameters"])
-    seed = int(hp.seed) * 1000 + 17
-    torch.manual_seed(seed)
+        hp = resumed_hyperparameters(ckpt, {})  # its settings were checked against the request
+    seed = seed_run(hp)
     task = task_cls(data, hp, device, seed=dist.rank_seed(seed))  # the task's own random stream, per rank
     pool = unlabeled_pool(data)
     train_refs, val_refs = split_pool(pool, seed)
-    cfg = data.config
-    batch_size = hp.batch_size or cfg.batch_size
-    state = LoopState(epochs=hp.pretrain_epochs, iters_per_epoch=hp.pretrain_iters_per_epoch,
-                      max_seconds=hp.pretrain_max_minutes * 60 if hp.pretrain_max_minutes else None,
-                      fit_to_time=hp.fit_schedule_to_minutes)
+    state = loop_state(task, hp, ckpt, seed, pretext=True)
     if ckpt is not None:
-        state = restore(task, ckpt)
-        dist.reseed_rank_streams(task, seed, state.global_step)
         log.info("resuming pre-training at epoch %d", state.epoch + 1)
     if dist.is_writer():
         write_json(out_dir / "pool.json", {"train": [r.case_id for r in train_refs],
                                            "val": [r.case_id for r in val_refs],
                                            "note": "D^u = training cases without labels + imagesUn; no test case"})
-    sampler = make_sampler(train_refs, cfg, batch_size, data.task, seed, crop=task.input_patch_size(),
-                           oversample=0.0, with_labels=False)
-    val_sampler = PatchSampler(val_refs, cfg.patch_size, batch_size, data.task, oversample=0.0, with_labels=False,
-                               seed=seed + 1)
     meta = lambda: {"kind": "pretrain", "strategy": strategy_cls.name,  # noqa: E731
                     "pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}",
                     **base_meta(data, hp), "pool_size": len(pool)}
+    spec = RunSpec(out_dir, f"pretrain {strategy_cls.name}",
+                   f"{data.dataset} pre-training {strategy_cls.name} ({task_cls.name}) {data.configuration}", meta, hp,
+                   checkpoint=_exporter(out_dir, meta), desc=f"pretrain {task_cls.name}")
+    log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
+             "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
+             len(val_refs), data.config.patch_size, batch_size(hp, data.config), state.epochs, state.iters_per_epoch,
+             task.precision)
+    run_loop(spec, task, state,
+             training_batches(train_refs, data, hp, seed, device, crop=task.input_patch_size(), oversample=0.0,
+                              with_labels=False),
+             validation_batches(val_refs, data, hp, seed + 1, oversample=0.0, with_labels=False), progress)
+    if not (out_dir / CHECKPOINT_NAME).is_file():  # never report a checkpoint that was not written
+        raise CheckpointError(f"pre-training of {strategy_cls.name} ended without writing {out_dir / CHECKPOINT_NAME} "
+                              f"({state.epoch} of {state.epochs} epochs)")
+    summary = _summary(strategy_cls, task, state)
+    if dist.is_writer():
+        write_json(out_dir / SUMMARY_NAME, summary)
+    _log_summary(strategy_cls.name, summary)
+    return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
+
+
+def _exporter(out_dir: Path, meta) -> type[CheckpointCallback]:
+    """The pre-training's checkpoint callback: it also writes ``checkpoint.pt`` at the end, the
+    transferable weights, what a fine-tuning run loads."""
 
     class _Export(CheckpointCallback):
-        """Also writes ``checkpoint.pt``: the transferable weights, what a fine-tuning run loads."""
-
         def on_fit_end(self, module, st):
             super().on_fit_end(module, st)
             payload = {**meta(), "loop": st.to_dict(),
@@ -225,28 +231,18 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
                                                  for t in ("segmentation", "classification")}}}
             save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
 
-    spec = RunSpec(out_dir, f"pretrain {strategy_cls.name}",
-                   f"{data.dataset} pre-training {strategy_cls.name} ({task_cls.name}) {data.configuration}", meta, hp,
-                   checkpoint=_Export, desc=f"pretrain {task_cls.name}")
-    log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
-             "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
-             len(val_refs), cfg.patch_size, batch_size, state.epochs, state.iters_per_epoch, task.precision)
-    run_loop(spec, task, state, stream_from(sampler, hp, device), patch_batches(val_sampler, hp.val_iters), progress)
-    if not (out_dir / CHECKPOINT_NAME).is_file():  # never report a checkpoint that was not written
-        raise CheckpointError(f"pre-training of {strategy_cls.name} ended without writing {out_dir / CHECKPOINT_NAME} "
-                              f"({state.epoch} of {state.epochs} epochs)")
+    return _Export
+
+
+def _summary(strategy_cls, task, state: LoopState) -> dict:
+    """What ``pretrain_summary.json`` says: the held-out pretext accuracy against chance, and the run's length."""
     from selfconfig.pretext.base import pretext_summary
 
-    summary = {"strategy": strategy_cls.name, "pretext_task": task_cls.name,
-               **pretext_summary(state.history, task.chance_level,
-                                 accuracy_name=task.accuracy_name,
-                                 held_out_error=task.held_out_error),
-               "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
-               "time_limited": state.time_limited}
-    if dist.is_writer():
-        write_json(out_dir / SUMMARY_NAME, summary)
-    _log_summary(strategy_cls.name, summary)
-    return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
+    return {"strategy": strategy_cls.name, "pretext_task": strategy_cls.pretext_task.name,
+            **pretext_summary(state.history, task.chance_level, accuracy_name=task.accuracy_name,
+                              held_out_error=task.held_out_error),
+            "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
+            "time_limited": state.time_limited}
 
 
 def load_pretrained(path: Path) -> dict:

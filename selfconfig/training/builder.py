@@ -1,16 +1,22 @@
 """One orchestration for every run, supervised (:mod:`selfconfig.training.run`) and pretext
-(:mod:`selfconfig.pretext.run`): what to resume from, the checkpoint's metadata, the batch
-streams, the callbacks, and the call of the loop.
+(:mod:`selfconfig.pretext.run`): the hyperparameters and device, the run folder, what to resume
+from, the seeds, the loop's state, the checkpoint's metadata, the batch streams, the callbacks,
+and the call of the loop.
 
-Both kinds of run describe themselves with a :class:`RunSpec` and hand it with their loop module
-to :func:`run_loop`. Distributed training (:mod:`selfconfig.training.distributed`) hooks in here:
+Both kinds of run resolve their settings with :func:`resolve_settings` (as do both experiment
+runners), hold their folder with :func:`run_folder`, start or resume with :func:`seed_run` and
+:func:`loop_state`, draw batches from :func:`training_batches` and :func:`validation_batches`,
+describe themselves with a :class:`RunSpec` and hand it with their loop module to
+:func:`run_loop`. Distributed training (:mod:`selfconfig.training.distributed`) hooks in here:
 the sampler each rank draws from, which callbacks each rank runs, the syncing of the networks.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,6 +24,8 @@ import torch
 
 from selfconfig.data.loader import batch_stream
 from selfconfig.data.sampler import CaseRef, PatchSampler, iterate_cases
+from selfconfig.device import pick_device
+from selfconfig.logs import LogFile
 from selfconfig.training import distributed as dist
 from selfconfig.training.callbacks import (CheckpointCallback, EpochLogger, ProgressPlot, TimeBudgetReport,
                                            restore_rng_state)
@@ -29,6 +37,63 @@ log = logging.getLogger(__name__)
 
 #: the checkpoints a run resumes from, in order of preference
 RESUME_KINDS = ("latest", "final")
+#: added to ``seed * 1000`` for a pre-training (one serves every fold); a fold run adds its fold's hash
+PRETRAIN_SEED_OFFSET = 17
+
+
+# ---------------------------------------------------------------------- settings
+@dataclass
+class Settings:
+    """A run's hyperparameters and device, resolved the same way for every kind of run."""
+
+    hp: TrainingConfig
+    device: torch.device
+    overrides: dict[str, Any]  # the values set explicitly (CLI flags, a budget); a resumed run keeps its own
+
+
+def resolve_settings(trainer_cls: type, overrides: dict[str, Any] | None = None,
+                     device: torch.device | str | None = None) -> Settings:
+    """The trainer's defaults for the device, with the explicit ``overrides`` over them (a ``None``
+    value means "not set"), checked before any folder is created. The one resolution behind
+    training, pre-training and both experiment runners, so that a cell trains what was checked."""
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    hp = replace(trainer_cls.default_hyperparameters(dev.type), **given).check()
+    return Settings(hp, dev, given)
+
+
+def resumed_hyperparameters(ckpt: dict, overrides: dict[str, Any], changeable: tuple[str, ...] = ()) -> TrainingConfig:
+    """A resumed run keeps the hyperparameters it was started with; only ``changeable`` ones (e.g.
+    ``epochs``, to extend it) take the new value. Other overrides are ignored, with a warning."""
+    saved = TrainingConfig.from_dict(ckpt["hyperparameters"])
+    ignored = sorted(k for k, v in overrides.items() if k not in changeable and getattr(saved, k, v) != v)
+    if ignored:
+        log.warning("resuming keeps the run's own %s; start a new run to change them", ", ".join(ignored))
+    return replace(saved, **{k: overrides[k] for k in changeable if k in overrides})
+
+
+def seed_run(hp: TrainingConfig, fold: int | str | None = None) -> int:
+    """The run's base seed (torch's global generator is seeded with it): from ``hp.seed`` and the
+    fold, so that folds differ; ``None`` for a pre-training. Streams derive from it by offsets."""
+    offset = PRETRAIN_SEED_OFFSET if fold is None else zlib.crc32(str(fold).encode()) % 997
+    seed = int(hp.seed) * 1000 + offset
+    torch.manual_seed(seed)
+    return seed
+
+
+def batch_size(hp: TrainingConfig, cfg) -> int:
+    """The global batch: the hyperparameters' when set, else the plan's."""
+    return hp.batch_size or cfg.batch_size
+
+
+@contextmanager
+def run_folder(folder: Path, log_name: str) -> Iterator[Path]:
+    """Hold ``folder`` for a run's whole life: created, with the run's log file (written by rank 0).
+    What every run holds while it writes goes here, for supervised and pretext runs alike."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with LogFile(folder / log_name, enabled=dist.is_writer()):
+        yield folder
 
 
 # ---------------------------------------------------------------------- run folders
@@ -82,6 +147,27 @@ def base_meta(data, hp: TrainingConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- batches
+def training_batches(refs: list[CaseRef], data, hp: TrainingConfig, seed: int, device: torch.device,
+                     crop: list[int] | None = None, **kwargs) -> Callable[[int], Iterator[dict]]:
+    """The training stream of this process (see :func:`make_sampler`, :func:`stream_from`)."""
+    sampler = make_sampler(refs, data.config, batch_size(hp, data.config), data.task, seed, crop=crop, **kwargs)
+    return stream_from(sampler, hp, device)
+
+
+def validation_batches(refs: list[CaseRef], data, hp: TrainingConfig, seed: int,
+                       **kwargs) -> Callable[[], Iterable[dict]] | None:
+    """The batches validated after each epoch, the same ones every epoch: each case once,
+    centre-cropped, for a classifier's labels; else ``hp.val_iters`` batches of random patches.
+    None without validation cases."""
+    if not refs:
+        return None
+    cfg = data.config
+    if data.task == "classification" and kwargs.get("with_labels", True):
+        return case_batches(refs, cfg.patch_size, batch_size(hp, cfg), data.task)
+    return patch_batches(PatchSampler(refs, cfg.patch_size, batch_size(hp, cfg), data.task, seed=seed, **kwargs),
+                         hp.val_iters)
+
+
 def make_sampler(refs: list[CaseRef], cfg, global_batch: int, task: str, seed: int, crop: list[int] | None = None,
                  **kwargs) -> PatchSampler:
     """The training sampler of this process. The plan's batch is the *global* batch: under
@@ -150,6 +236,22 @@ def restore(module: LoopModule, ckpt: dict) -> LoopState:
     module.load_state_dict(ckpt["module"])
     restore_rng_state(ckpt.get("rng", {}))
     return LoopState.from_dict(ckpt["loop"])
+
+
+def loop_state(module: LoopModule, hp: TrainingConfig, ckpt: dict | None, seed: int,
+               pretext: bool = False) -> LoopState:
+    """Where the loop starts: fresh, on the hyperparameters' schedule (the pre-training one for a
+    pretext run), or where ``ckpt`` left it, with ``module`` and every random stream restored."""
+    if ckpt is not None:
+        state = restore(module, ckpt)
+        dist.reseed_rank_streams(module, seed, state.global_step)
+        return state
+    if pretext:
+        epochs, iters, minutes = hp.pretrain_epochs, hp.pretrain_iters_per_epoch, hp.pretrain_max_minutes
+    else:
+        epochs, iters, minutes = hp.epochs, hp.iters_per_epoch, hp.max_minutes
+    return LoopState(epochs=epochs, iters_per_epoch=iters, max_seconds=minutes * 60 if minutes else None,
+                     fit_to_time=hp.fit_schedule_to_minutes)
 
 
 def run_loop(spec: RunSpec, module: LoopModule, state: LoopState, train_batches: Callable[[int], Iterator[dict]],
