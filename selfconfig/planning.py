@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfconfig import plugins
 from selfconfig.dataset.verify import verify_dataset
 from selfconfig.fingerprint import add_classification_counts, compute_fingerprint, save_fingerprint
 from selfconfig.paths import DEFAULT_PLANS_NAME, Roots, resolve_dataset_name, user_cache_dir  # noqa: F401 (re-exported)
@@ -20,6 +21,23 @@ from selfconfig.utils import atomic_write_bytes, check_free_space, write_error
 log = logging.getLogger(__name__)
 
 CPU_THROUGHPUT_CACHE = "cpu_throughput.json"  # in the user cache folder: one measurement per machine
+PLANNERS = plugins.Kind("selfconfig.planners", "planner", ConfigurationError)
+DEFAULT_PLANNER = "DefaultPlanner"
+
+
+def available_planners() -> list[str]:
+    return plugins.available(PLANNERS)
+
+
+def get_planner(name: str | None) -> type:
+    """The planner class ``name`` refers to (default: DefaultPlanner): an entry point of the group
+    ``selfconfig.planners``, or ``module:Class`` / ``path/to/file.py:Class``."""
+    name = name or DEFAULT_PLANNER
+    cls, _ = plugins.load(PLANNERS, name)
+    if not isinstance(cls, type) or not callable(getattr(cls, "plan", None)):
+        raise ConfigurationError(f"planner {name!r} is not a planner class (a class with a plan() method, e.g. a "
+                                 f"subclass of planners.DefaultPlanner)")
+    return cls
 
 
 def plans_file(preprocessed_dir: Path, plans_name: str = DEFAULT_PLANS_NAME) -> Path:
@@ -88,9 +106,8 @@ def plan_and_preprocess(dataset: str | int | None = None, *, configurations: lis
 def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gpu_memory_gb, cpu_target_seconds,
                          cpu_gflops, roots, progress, plans_name, remeasure_cpu,
                          target_spacing=None) -> PlanAndPreprocessResult:
-    from planners import get_planner
-
     t0 = time.perf_counter()
+    planner_cls = get_planner(planner)  # an unknown planner is refused before the dataset is read
     roots = roots or Roots.resolve()
     name = resolve_dataset_name(dataset, roots, need="raw")
     raw_dir = roots.raw / name
@@ -110,7 +127,6 @@ def _plan_and_preprocess(dataset, configurations, planner, pool, verify_only, gp
     fp["warnings"] = result.warnings
     if info.task == "classification":
         add_classification_counts(fp, info, [c.label for c in cases["train"]])
-    planner_cls = get_planner(planner)
     extra = {}
     if target_spacing is not None:  # planners written without the option still load when it is not given
         params = inspect.signature(planner_cls).parameters

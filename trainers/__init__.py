@@ -1,8 +1,8 @@
 """The shipped trainers, one module per initialisation strategy.
 
-``-tr NAME`` looks names up in :mod:`selfconfig.training.registry`; importing this package
-registers every strategy below. Users add their own with ``-tr my_module:MyTrainer`` or an
-entry point in the group ``selfconfig.trainers`` (see documentation/extending.md).
+Each is an entry point of the group ``selfconfig.trainers`` in pyproject.toml, found by ``-tr NAME``
+exactly like a user's own (an entry point of their package, or ``-tr my_module:MyTrainer``; see
+documentation/extending.md). Importing this package is for subclassing them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from torch import nn
 
 from selfconfig.errors import IncompatibleDatasetError, WeightsNotFoundError
 from selfconfig.plans import IMAGENET_ENCODERS
-from selfconfig.training.registry import register_trainer
 from selfconfig.training.trainer import Trainer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-@register_trainer
 class ImageNet(Trainer):
     description = "encoder from ImageNet weights (EfficientNet-Lite0 packaged; ResNet via --pretrained-weights)"
 

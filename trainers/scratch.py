@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from selfconfig.training.registry import register_trainer
 from selfconfig.training.trainer import Trainer
 
 
-@register_trainer
 class Scratch(Trainer):
     description = "Xavier (Glorot) initialisation, no pre-training"

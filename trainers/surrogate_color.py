@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from selfconfig.pretext.color import ColorizationPretext
 from selfconfig.pretext.trainer import SurrogateTrainer
-from selfconfig.training.registry import register_trainer
 
 
-@register_trainer
 class SurrogateColor(SurrogateTrainer):
     description = "pre-train on the unlabeled pool by conditional-GAN colourisation of gray images (RGB data only)"
     pretext_task = ColorizationPretext

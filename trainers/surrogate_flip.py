@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from selfconfig.pretext.flip import FlipPrediction
 from selfconfig.pretext.trainer import SurrogateTrainer
-from selfconfig.training.registry import register_trainer
 
 
-@register_trainer
 class SurrogateFlip(SurrogateTrainer):
     description = "pre-train on the unlabeled pool by predicting flips along each axis (3 sigmoids in 3D)"
     pretext_task = FlipPrediction

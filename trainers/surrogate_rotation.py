@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from selfconfig.pretext.rotation import RotationPrediction
 from selfconfig.pretext.trainer import SurrogateTrainer
-from selfconfig.training.registry import register_trainer
 
 
-@register_trainer
 class SurrogateRotation(SurrogateTrainer):
     description = "pre-train on the unlabeled pool by predicting in-plane rotations (0/90/270 degrees)"
     pretext_task = RotationPrediction

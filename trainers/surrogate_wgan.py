@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from selfconfig.pretext.trainer import SurrogateTrainer
 from selfconfig.pretext.wgan import WGANPretext
-from selfconfig.training.registry import register_trainer
 
 
-@register_trainer
 class SurrogateWGAN(SurrogateTrainer):
     description = "pre-train a Wasserstein GAN (gradient penalty) on the unlabeled pool; the critic's encoder is kept"
     pretext_task = WGANPretext

@@ -43,8 +43,10 @@ def make_optimizer(params, hp: TrainingConfig, lr: float) -> torch.optim.Optimiz
 
 
 class Trainer:
-    """Base trainer. Subclasses register with :func:`selfconfig.training.registry.register_trainer`."""
+    """Base trainer. A subclass is found by name through an entry point of the group
+    ``selfconfig.trainers``, or as ``module:Class`` (:mod:`selfconfig.training.registry`)."""
 
+    #: the run folder's ``<Trainer>`` part: the class name unless a subclass sets its own
     name = "Trainer"
     #: free text shown by ``selfconfig_train --list``
     description = ""
@@ -53,6 +55,12 @@ class Trainer:
 
     def __init__(self, hyperparameters: TrainingConfig):
         self.hp = hyperparameters
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name each subclass after itself, so that an imported class and one found by name agree."""
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
 
     # ------------------------------------------------------------------ hooks
     @classmethod

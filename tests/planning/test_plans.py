@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from planners import DefaultPlanner, get_planner
+from planners import DefaultPlanner
 from planners.topology import plan_topology
 from selfconfig.errors import ConfigurationError, PlansError
-from selfconfig.planning import load_plans, plans_file
+from selfconfig.planning import get_planner, load_plans, plans_file
 from selfconfig.plans import Plans
 
 
