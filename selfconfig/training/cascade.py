@@ -5,10 +5,13 @@ As nnU-Net, every case gets the segmentation of the previous stage's *cross-vali
 prediction of the ``3d_lowres`` fold that validated the case, so never of a model that trained on
 it. Here those are the final validation's predictions in the previous stage's run folders
 (``results/NAME/<Trainer>__<plans>__3d_lowres/frac_<f>/fold_<k>/validation/CASE.<ending>``), of the
-same trainer, label fraction and run tag. They are written in each scan's own geometry; this
-module brings them onto the cascade's preprocessed grid once (crop box, label resampling) and keeps
-them beside the folds, in ``.../frac_<f>/predicted_next_stage/<cascade configuration>/CASE.npy``
-(nnU-Net's folder name), redone when the prediction or the preprocessing changes.
+same trainer, label fraction and run tag. They are written in each scan's own geometry; before
+the run starts, a preprocessing step
+(:func:`selfconfig.preprocessing.previous_stage.preprocess_previous_stage`) brings them onto the
+cascade's preprocessed grid once (crop box, label resampling) and keeps them beside the folds, in
+``.../frac_<f>/predicted_next_stage/<cascade configuration>/CASE.npy`` (nnU-Net's folder name),
+redone when the prediction or the preprocessing changes. This module only finds them: the
+training run reads preprocessed arrays only.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from pathlib import Path
 
 from selfconfig.data.sampler import CaseRef
 from selfconfig.dataset.geometry import Geometry
-from selfconfig.dataset.io import output_ending_for, read_label
+from selfconfig.dataset.io import output_ending_for
 from selfconfig.errors import IncompatibleDatasetError, PreviousStageError
 from selfconfig.paths import train_command_line
 from selfconfig.preprocessing import storage
-from selfconfig.preprocessing.previous_stage import to_preprocessed_grid
-from selfconfig.utils import read_json, write_json
+from selfconfig.preprocessing.previous_stage import preprocess_previous_stage
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +96,11 @@ def next_stage_folder(data, trainer: str, fraction: float) -> Path:
 
 
 def prepare_previous_stage(data, trainer: str, fraction: float, case_ids: list[str]) -> dict[str, str]:
-    """The previous stage's label map of each case on the preprocessed grid (``.npy`` paths), made
-    from :func:`previous_stage_sources` where missing or stale."""
+    """The previous stage's label map of each case on the preprocessed grid (``.npy`` paths): the
+    preprocessing step over :func:`previous_stage_sources`, run before training starts."""
     sources = previous_stage_sources(data, trainer, fraction, case_ids)
-    out_dir = next_stage_folder(data, trainer, fraction)
-    folder = data.split_folder("train")
-    paths, made = {}, 0
-    for c, src in sources.items():
-        props = storage.load_properties(folder, c)
-        stamp = {"source": str(src), "source_mtime_ns": src.stat().st_mtime_ns,
-                 "preprocess_key": props.get("preprocess_key"), "shape": props["shape_after_resampling"]}
-        arr_path, meta_path = out_dir / f"{c}.npy", out_dir / f"{c}.json"
-        paths[c] = str(arr_path)
-        if arr_path.is_file() and meta_path.is_file() and read_json(meta_path) == stamp:
-            continue
-        meta_path.unlink(missing_ok=True)  # not done until rewritten
-        seg, _ = read_label(src)
-        storage.save_array(arr_path, to_preprocessed_grid(seg, props, data.plans, data.config, str(src)))
-        write_json(meta_path, stamp)
-        made += 1
-    if made:
-        log.info("%s: %d %s prediction(s) put on the preprocessed grid in %s", data.configuration, made,
-                 data.config.previous_stage, out_dir)
-    return paths
+    return preprocess_previous_stage(sources, data.split_folder("train"), next_stage_folder(data, trainer, fraction),
+                                     data.plans, data.config)
 
 
 def with_previous_stage(refs: list[CaseRef], paths: dict[str, str]) -> list[CaseRef]:

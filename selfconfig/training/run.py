@@ -74,8 +74,12 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     if overwrite:
         _discard(run.run_dir)
         existing = None
+    previous_stage = None
+    if data.config.previous_stage:  # cascade: its inputs are preprocessed before the run starts
+        previous_stage = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
+                                                                          run.train_ids + run.val_ids))
     with run_folder(run.run_dir, "training.log"):
-        return _train(trainer, run, settings, existing if continue_training else None, validate)
+        return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate)
 
 
 def _check_request(trainer: Trainer, run: RunContext, continue_training: bool, overwrite: bool) -> Path | None:
@@ -107,13 +111,13 @@ def _discard(run_dir: Path) -> None:
 
 
 def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: Path | None,
-           validate: Validator | None) -> RunResult:
+           previous_stage: dict[str, str] | None, validate: Validator | None) -> RunResult:
     data, device, cfg = run.data, run.device, run.data.config
     ckpt, hp = _resume(trainer, run, settings, resume_from)
     seed = seed_run(hp, run.fold)
     network, init_record = _network(trainer, run, hp, ckpt)
-    train_refs, val_refs, previous_stage = _inputs(trainer, run, hp, seed)
-    module = _module(trainer, run, hp, network, train_refs, previous_stage, seed)
+    train_refs, val_refs, previous_input = _inputs(run, hp, seed, previous_stage)
+    module = _module(trainer, run, hp, network, train_refs, previous_input, seed)
     state = loop_state(module, hp, ckpt, seed)
     if ckpt is not None:
         _extend(state, hp, settings.overrides)
@@ -180,16 +184,15 @@ def _network(trainer: Trainer, run: RunContext, hp: TrainingConfig,
     return network, init_record
 
 
-def _inputs(trainer: Trainer, run: RunContext, hp: TrainingConfig,
-            seed: int) -> tuple[list, list, PreviousStageInput | None]:
-    """The training and validation cases; for a cascade, with their previous-stage segmentations."""
+def _inputs(run: RunContext, hp: TrainingConfig, seed: int,
+            paths: dict[str, str] | None) -> tuple[list, list, PreviousStageInput | None]:
+    """The training and validation cases; for a cascade, with their previous-stage segmentations
+    (``paths``: the preprocessed arrays, case id -> ``.npy``)."""
     data = run.data
     train_refs = data.case_refs("train", run.train_ids)
     val_refs = data.case_refs("train", run.val_ids) if run.val_ids else []
-    if not data.config.previous_stage:
+    if paths is None:
         return train_refs, val_refs, None
-    paths = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
-                                                             run.train_ids + run.val_ids))
     previous_stage = PreviousStageInput(previous_stage_labels(data.plans), perturb=hp.augment,
                                         seed=dist.rank_seed(seed + 3))
     return with_previous_stage(train_refs, paths), with_previous_stage(val_refs, paths), previous_stage
