@@ -130,7 +130,6 @@ class MachineActivity:
             self.load_before = None
         self._sys0 = self._system_busy_ticks()
         self._own0 = os.times()
-        self._wall0 = time.perf_counter()
         return self
 
     def stop(self) -> "MachineActivity":

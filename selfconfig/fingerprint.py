@@ -13,7 +13,7 @@ import numpy as np
 
 from selfconfig.dataset.inspect import CaseReport
 from selfconfig.dataset.schema import DatasetInfo
-from selfconfig.utils import read_json, write_json
+from selfconfig.utils import write_json
 
 
 def intensity_statistics(values: np.ndarray) -> dict[str, float]:
@@ -83,7 +83,3 @@ def add_classification_counts(fp: dict, info: DatasetInfo, labels: list[int]) ->
 
 def save_fingerprint(fp: dict, path: Path) -> None:
     write_json(path, fp)
-
-
-def load_fingerprint(path: Path) -> dict:
-    return read_json(path)

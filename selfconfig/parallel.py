@@ -8,15 +8,10 @@ so plan-and-preprocess creates one pool and hands it to every stage.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
-
-
-def default_num_processes() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _call(args):
@@ -62,10 +57,3 @@ class WorkerPool:
             return out
         finally:
             bar.close()
-
-
-def parallel_map(fn: Callable, arg_tuples: Sequence[tuple], num_processes: int = 1,
-                 desc: str = "", progress: bool = True) -> list[Any]:
-    """One-off :meth:`WorkerPool.map` with its own pool."""
-    with WorkerPool(num_processes) as pool:
-        return pool.map(fn, arg_tuples, desc=desc, progress=progress)

@@ -65,7 +65,6 @@ class Roots:
         )
 
 
-_NNUNET_RE = re.compile(r"^Dataset(\d{3})_.+$")
 _PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 
@@ -133,14 +132,6 @@ def resolve_dataset_name(name: str | int | None, roots: Roots, *, need: str = "r
     )
 
 
-def raw_dataset_dir(name: str, roots: Roots) -> Path:
-    return roots.raw / name
-
-
-def preprocessed_dataset_dir(name: str, roots: Roots) -> Path:
-    return roots.preprocessed / name
-
-
 def results_dataset_dir(name: str, roots: Roots) -> Path:
     return roots.results / name
 
@@ -201,7 +192,3 @@ def train_command_line(dataset: str, configuration: str, trainer: str, fraction:
 def pretrain_dir(roots: Roots, dataset: str, strategy: str, plans: str, configuration: str, tag: str = "") -> Path:
     return (results_dataset_dir(dataset, roots) / "pretrain"
             / run_folder_name(strategy, plans, configuration, tag))
-
-
-def is_nnunet_dataset_name(name: str) -> bool:
-    return bool(_NNUNET_RE.match(name))

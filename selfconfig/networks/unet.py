@@ -69,7 +69,6 @@ class UNetDecoder(nn.Module):
             self.out_channels.append(f)
             self.out_strides.append(cumulative[-(s + 1)])
             below = f
-        self.has_full_resolution_stage = has_full_res
         if has_full_res:
             f = full_resolution_features(encoder)
             self.transpconvs.append(transp(below, f, tuple(strides[0]), tuple(strides[0]), bias=True))
