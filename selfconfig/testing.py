@@ -7,6 +7,16 @@ from pathlib import Path
 import numpy as np
 
 
+def rotation_matrix(ax: float, ay: float, az: float) -> np.ndarray:
+    """The 3x3 rotation by ``ax``, ``ay``, ``az`` radians about x, then y, then z: an oblique
+    direction for test scans."""
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
 def write_dicom_slice(path: Path, pixels: np.ndarray, position, orientation, series_uid: str, *, instance: int,
                       pixel_spacing=(0.8, 0.6), slope: float = 1.0, intercept: float = 0.0,
                       slice_thickness: float | None = None, spacing_between_slices: float | None = None,

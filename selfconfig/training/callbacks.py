@@ -154,21 +154,16 @@ def progress_figure(history: dict[str, list[float]], title: str = "", metric: st
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     loss_keys = [k for k in history if k.endswith("loss") and (k.startswith("train_") or k.startswith("val_"))]
-    for k in loss_keys:
-        axes[0].plot(range(1, len(history[k]) + 1), history[k], label=k)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=8)
-    axes[0].grid(alpha=0.3)
     metric_keys = [k for k in history if metric and (k == metric or k == f"ema_{metric}")]
     metric_keys += [k for k in history if k.startswith("train_") and k.endswith("accuracy")]
     metric_keys += [k for k in history if k.startswith("val_") and k.endswith("accuracy") and k not in metric_keys]
-    for k in metric_keys:
-        axes[1].plot(range(1, len(history[k]) + 1), history[k], label=k)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("metric")
-    axes[1].legend(fontsize=8)
-    axes[1].grid(alpha=0.3)
+    for ax, keys, what in ((axes[0], loss_keys, "loss"), (axes[1], metric_keys, "metric")):
+        for k in keys:
+            ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom.uid import generate_uid
 
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
-from selfconfig.testing import write_dicom_slice
+from selfconfig.testing import rotation_matrix, write_dicom_slice
 from selfconfig.dataset.io import (
     SUPPORTED_ENDINGS,
     is_dicom_folder,
@@ -35,15 +35,7 @@ PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 CT5N = PYDICOM_FILES / "dicomdirtests" / "98892001" / "CT5N"  # one real CT series, 5 slices
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-R_OBLIQUE = _rotation(0.2, -0.35, 0.6)
+R_OBLIQUE = rotation_matrix(0.2, -0.35, 0.6)
 GEOM_OBLIQUE = Geometry(spacing=(2.5, 0.8, 0.6), shape=(4, 6, 5), origin=(10.0, -20.5, 33.0),
                         direction=tuple(R_OBLIQUE.reshape(-1)))
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from selfconfig.testing import write_dicom_slice
+from selfconfig.testing import rotation_matrix, write_dicom_slice
 from selfconfig.dataset.io import read_image
 from selfconfig.inference.api import predict
 from selfconfig.training.api import train
@@ -27,14 +27,6 @@ def _trained(planned, roots, name: str, hp: dict, **kw):
     planned(name, **kw)
     return train("Scratch", name, fold=0, hyperparameters={**hp, "final_validation": False}, roots=roots,
                  progress=False)
-
-
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _affine(rotation: np.ndarray, zooms_xyz, origin) -> np.ndarray:
@@ -58,9 +50,9 @@ def test_predict_3d_nifti_keeps_affine_shape_and_dtype(planned, roots, tmp_path,
         # as written by the dataset (axis-aligned, spacing 1, 1, 2 in x, y, z)
         "plain": (data0, nib.load(src[0]).affine),
         # oblique, other spacing, far from the origin
-        "oblique": (data1, _affine(_rotation(0.3, -0.2, 0.5), (0.9, 1.1, 2.5), (-120.5, 33.0, 410.0))),
+        "oblique": (data1, _affine(rotation_matrix(0.3, -0.2, 0.5), (0.9, 1.1, 2.5), (-120.5, 33.0, 410.0))),
         # a flipped (left-handed) axis and a shape the network never saw
-        "flipped": (data0[2:30, 1:31, 3:15], _affine(np.diag([-1.0, 1.0, 1.0]) @ _rotation(0.0, 0.1, -0.4),
+        "flipped": (data0[2:30, 1:31, 3:15], _affine(np.diag([-1.0, 1.0, 1.0]) @ rotation_matrix(0.0, 0.1, -0.4),
                                                       (1.3, 0.8, 1.7), (50.0, -20.0, 5.0))),
     }
     for name, (arr, aff) in cases.items():
@@ -154,7 +146,7 @@ def test_predict_dicom_series_writes_nifti_with_series_geometry(planned, roots, 
     volume = np.clip(ref_img[0][::2, 4:24, 6:28] + 100, -1000, 3000)  # (8, 20, 22) CT-like values
     inp = tmp_path / "in"
     series = inp / "patient7"
-    _write_dicom_series(series, volume, _rotation(0.15, -0.25, 0.4), origin=(-80.0, 15.5, 220.0), dz=3.0)
+    _write_dicom_series(series, volume, rotation_matrix(0.15, -0.25, 0.4), origin=(-80.0, 15.5, 220.0), dz=3.0)
     _, geom = read_image(series)
     np.testing.assert_allclose(geom.spacing, (3.0, 0.8, 0.7), atol=1e-5)  # precondition: non-identity
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +15,12 @@ from selfconfig.networks import build_encoder, imagenet_encoder_layout, to_refer
 from selfconfig.plans import NetworkPlan
 from selfconfig.planning import plan_and_preprocess
 from selfconfig.training.api import train
-from selfconfig.training.registry import available_trainers
+from selfconfig.training.builder import validation_batches
+from selfconfig.training.config import TrainingConfig
+from selfconfig.training.context import open_dataset
+from selfconfig.training.loop import Callback
+from selfconfig.training.registry import available_trainers, get_trainer
+from selfconfig.training.run import train_run
 
 SIX = ["ImageNet", "Scratch", "SurrogateColor", "SurrogateFlip", "SurrogateRotation", "SurrogateWGAN"]
 PRE = {"pretrain_epochs": 1, "pretrain_iters_per_epoch": 1, "val_iters": 1, "precision": "fp32"}
@@ -87,11 +94,76 @@ def test_gan_strategies_refuse_datasets_they_do_not_fit(planned, roots, fast_hp,
     assert not (roots.results / "GRAY").exists()
 
 
+class _Probe(Callback):
+    """Records the network's parameters when fine-tuning starts and ends, and its loss (training
+    mode, on a copy, so the run itself is untouched) on fixed batches of its training cases."""
+
+    def __init__(self, run):
+        data = run.data
+        hp = TrainingConfig(batch_size=2, val_iters=2)
+        self.batches = list(validation_batches(data.case_refs("train", run.train_ids), data, hp, seed=5)())
+        self.task = data.task
+        self.key = "seg" if data.task == "segmentation" else "label"
+        self.params, self.losses, self.groups = [], [], {}
+
+    def _record(self, module) -> None:
+        net = module.network
+        self.groups = net.parameter_groups()
+        self.params.append({k: v.detach().clone() for k, v in net.named_parameters()})
+        copy = deepcopy(net).train()
+        with torch.no_grad():
+            self.losses.append(float(np.mean([float(module.loss(copy(b["data"]), b[self.key].long()))
+                                              for b in self.batches])))
+
+    def on_fit_start(self, module, state):
+        self._record(module)
+
+    def on_fit_end(self, module, state):
+        self._record(module)
+
+
+def _probed(strategy: str) -> type:
+    """The shipped strategy with a probe among its callbacks (same name, so the same run folders)."""
+    base = get_trainer(strategy)
+    probes: list[_Probe] = []
+
+    def extra_callbacks(self, run):
+        probes.append(_Probe(run))
+        return [*base.extra_callbacks(self, run), probes[-1]]
+
+    return type(strategy, (base,), {"extra_callbacks": extra_callbacks, "probes": probes})
+
+
+def _changed(before: dict, after: dict, keys) -> float:
+    keys = [k for k in keys if k in before]
+    assert keys
+    return sum(not torch.equal(before[k], after[k]) for k in keys) / len(keys)
+
+
 @pytest.mark.parametrize("strategy", SIX)
 def test_each_strategy_runs_on_a_dataset_it_fits(planned, roots, fast_hp, strategy):
+    """Each strategy starts from the weights it promises (pre-trained or ImageNet encoder), then
+    fine-tuning changes every part of the network and lowers the loss on its training cases."""
     rgb = strategy in ("SurrogateColor", "ImageNet", "SurrogateRotation")
     planned("FIT", task="segmentation" if strategy == "SurrogateColor" else "classification", dim=2, rgb=rgb,
             shape=(32, 32), configurations=["2d"])
     config = "2d_imagenet" if strategy == "ImageNet" else "2d"
-    run = train(strategy, "FIT", configuration=config, hyperparameters={**fast_hp, **PRE}, roots=roots, progress=False)
+    cls = _probed(strategy)
+    hp = {**fast_hp, **PRE, "epochs": 3, "iters_per_epoch": 4, "final_validation": False}
+    run = train_run(cls, open_dataset("FIT", config, roots=roots), 0, 1.0, hp, device=torch.device("cpu"),
+                    progress=False)
     assert (run.run_dir / "checkpoint_final.pt").is_file()
+    (probe,) = cls.probes
+    start, end = probe.params
+    groups = probe.groups
+    init = json.loads((run.run_dir / "initialization.json").read_text())
+    if strategy.startswith("Surrogate"):  # the transferred groups start as the pre-training left them
+        pre = torch.load(init["pretrained_from"], weights_only=True)["pretrained"]
+        moved = [k for g in pre["groups"][probe.task] for k in groups[g] if k in start]
+        assert moved and all(torch.equal(start[k], pre["state_dict"][k].float()) for k in moved)
+    elif strategy == "ImageNet":
+        assert len(init["transfer"]["copied"]) > 200
+    for group in ("encoder", "head", *(("decoder",) if "decoder" in groups else ())):
+        assert _changed(start, end, groups[group]) > 0.9, group  # fine-tuned, none frozen
+    assert probe.losses[1] < probe.losses[0], probe.losses
+
