@@ -28,7 +28,7 @@ PLUGIN_PACKAGES = ("trainers", "planners")
 LAYERS: list[set[str]] = [
     {"errors"},
     {"utils"},  # atomic writes turn OS errors into selfconfig errors
-    {"parallel", "dask_cluster", "precision", "paths", "logs", "checkpoint", "device", "plugins"},
+    {"parallel", "dask_cluster", "precision", "paths", "logs", "checkpoint", "device", "plugins", "locking"},
     {"dataset", "plans"},
     {"fingerprint", "preprocessing", "networks", "augment", "evaluation", "examples"},
     {"data", "planning"},
