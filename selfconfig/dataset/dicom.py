@@ -122,14 +122,15 @@ def _read_headers(folder: Path) -> list[_Slice]:
                 )
             logger.debug("Skipping %s: DICOM file without pixel data (%s)", p, _sop_class_name(sop_class))
             continue
-        ipp = ds.get("ImagePositionPatient")
-        iop = ds.get("ImageOrientationPatient")
-        slices.append(_Slice(
-            path=p, ds=ds,
-            position=np.asarray([float(v) for v in ipp], dtype=np.float64) if ipp is not None and len(ipp) == 3 else None,
-            orientation=np.asarray([float(v) for v in iop], dtype=np.float64) if iop is not None and len(iop) == 6 else None,
-        ))
+        slices.append(_slice_of(p, ds))
     return slices
+
+
+def _slice_of(path: Path, ds) -> _Slice:
+    """A parsed file with its position and orientation; a malformed one is refused, naming the tag."""
+    ds.filename = getattr(ds, "filename", None) or str(path)
+    return _Slice(path=path, ds=ds, position=_numbers(ds, "ImagePositionPatient", 3),
+                  orientation=_numbers(ds, "ImageOrientationPatient", 6))
 
 
 def _single_series(folder: Path, slices: list[_Slice]) -> list[_Slice]:
@@ -155,15 +156,102 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def _field_error(path, field: str, problem: str) -> ImageReadError:
+    return ImageReadError(f"Cannot read DICOM file {path}: {field} {problem}; fix the file or export the series "
+                          f"again (nothing was read)")
+
+
+def _numbers(ds, tag: str, count: int) -> np.ndarray | None:
+    """A multi-valued numeric tag as floats; None when absent or empty; refused when malformed."""
+    v = ds.get(tag)
+    if v is None or v == "" or (hasattr(v, "__len__") and not isinstance(v, str) and len(v) == 0):
+        return None
+    values = list(v) if hasattr(v, "__iter__") and not isinstance(v, (str, bytes)) else [v]
+    path = getattr(ds, "filename", "?")
+    try:
+        arr = np.asarray([float(x) for x in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _field_error(path, tag, f"is {v!r}, not {count} number(s)") from None
+    if arr.size != count or not np.all(np.isfinite(arr)):
+        raise _field_error(path, tag, f"is {tuple(float(x) for x in arr)}; it must be {count} finite number(s)")
+    return arr
+
+
 def _pixel_spacing(ds, warn: bool = True) -> tuple[float, float]:
-    """(row spacing = y, column spacing = x); ImagerPixelSpacing for projection images; else 1."""
+    """(row spacing = y, column spacing = x); ImagerPixelSpacing for projection images; 1 mm, with a
+    warning, only where neither is stated. A stated spacing that is 0, negative or NaN is refused."""
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
-        v = ds.get(tag)
-        if v is not None and len(v) == 2 and float(v[0]) > 0 and float(v[1]) > 0:
-            return float(v[0]), float(v[1])
+        v = _numbers(ds, tag, 2)
+        if v is None:
+            continue
+        if np.any(v <= 0):
+            raise _field_error(getattr(ds, "filename", "?"), tag,
+                               f"is {tuple(float(x) for x in v)}; a pixel spacing must be greater than 0")
+        return float(v[0]), float(v[1])
     if warn:
         logger.warning("DICOM file %s has no PixelSpacing; using 1 mm", getattr(ds, "filename", "?"))
     return 1.0, 1.0
+
+
+def _slice_thickness(ds) -> float:
+    """z spacing of a one-slice series: SliceThickness where stated (refused when not > 0), else 1 mm."""
+    v = _numbers(ds, "SliceThickness", 1)
+    if v is None:
+        return 1.0
+    if v[0] <= 0:
+        raise _field_error(getattr(ds, "filename", "?"), "SliceThickness",
+                           f"is {float(v[0]):g}; a slice thickness must be greater than 0")
+    return float(v[0])
+
+
+def _orientation(path: Path, iop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit row and column cosines of ImageOrientationPatient; refused when they are not two
+    orthogonal unit vectors (within rounding of the written digits)."""
+    row, col = iop[:3], iop[3:]
+    for name, v in (("row", row), ("column", col)):
+        n = float(np.linalg.norm(v))
+        if abs(n - 1.0) > 1e-2:
+            raise _field_error(path, "ImageOrientationPatient", f"gives a {name} direction {tuple(float(x) for x in v)} "
+                                                               f"of length {n:.4g}, not a unit vector")
+    row, col = _unit(row), _unit(col)
+    if abs(float(row @ col)) > 1e-2:
+        raise _field_error(path, "ImageOrientationPatient", f"gives row and column directions that are not "
+                                                           f"perpendicular (cosine {float(row @ col):.4g})")
+    return row, col
+
+
+def _check_pixel_module(s: "_Slice") -> None:
+    """Refuse pixel-module fields that are impossible or that the pixel data contradict."""
+    ds, path = s.ds, s.path
+    for tag in ("Rows", "Columns"):
+        v = ds.get(tag)
+        if v is None or int(v) < 1:
+            raise _field_error(path, tag, f"is {v!r}; an image needs at least one row and one column")
+    bits = ds.get("BitsAllocated")
+    if bits is None or int(bits) not in (1, 8, 16, 32, 64):
+        raise _field_error(path, "BitsAllocated", f"is {bits!r}; it must be 1, 8, 16, 32 or 64")
+    stored = ds.get("BitsStored")
+    if stored is not None and not 1 <= int(stored) <= int(bits):
+        raise _field_error(path, "BitsStored", f"is {stored!r} with BitsAllocated {bits}")
+    spp = ds.get("SamplesPerPixel", 1)
+    if spp is None or int(spp) not in (1, 3):
+        raise _field_error(path, "SamplesPerPixel", f"is {spp!r}; it must be 1 (gray) or 3 (colour)")
+    rep = ds.get("PixelRepresentation", 0)
+    if rep is None or int(rep) not in (0, 1):
+        raise _field_error(path, "PixelRepresentation", f"is {rep!r}; it must be 0 (unsigned) or 1 (signed)")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" in ds and not getattr(ts, "is_compressed", False):
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        need = (int(ds.Rows) * int(ds.Columns) * int(spp) * frames * int(bits) + 7) // 8
+        have = len(ds.PixelData)
+        if have < need:
+            raise _field_error(path, "PixelData", f"holds {have} bytes, but Rows x Columns x SamplesPerPixel x "
+                                                 f"BitsAllocated ({ds.Rows} x {ds.Columns} x {spp} x {bits}) claim "
+                                                 f"{need}; the file is truncated or its header is wrong")
+    for tag in ("RescaleSlope", "RescaleIntercept"):
+        v = _numbers(ds, tag, 1)
+        if v is not None and tag == "RescaleSlope" and v[0] == 0:
+            raise _field_error(path, tag, "is 0; it would make every voxel the same value")
 
 
 def _decode_pixels(s: _Slice) -> np.ndarray:
@@ -198,8 +286,9 @@ def _decode_pixels(s: _Slice) -> np.ndarray:
         if img.GetNumberOfComponentsPerPixel() == 1 and arr.ndim == 3 and arr.shape[0] == 1:
             arr = arr[0]
         return arr
-    slope = float(s.ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(s.ds.get("RescaleIntercept", 0.0) or 0.0)
+    slope_v, intercept_v = _numbers(s.ds, "RescaleSlope", 1), _numbers(s.ds, "RescaleIntercept", 1)
+    slope = 1.0 if slope_v is None else float(slope_v[0])
+    intercept = 0.0 if intercept_v is None else float(intercept_v[0])
     if slope != 1.0 or intercept != 0.0:
         arr = arr * slope + intercept
     return arr
@@ -215,13 +304,13 @@ def _sort_slices(folder: Path, slices: list[_Slice]) -> tuple[list[_Slice], np.n
                 "%d slices by InstanceNumber with z spacing 1 mm", folder, len(slices))
         ordered = sorted(slices, key=lambda s: (int(s.ds.get("InstanceNumber", 0) or 0), s.path.name))
         if first.orientation is not None:
-            row, col = _unit(first.orientation[:3]), _unit(first.orientation[3:])
+            row, col = _orientation(first.path, first.orientation)
             direction = np.stack([row, col, _unit(np.cross(row, col))], axis=1)
         else:
             direction = np.eye(3)
         dz = 1.0
         if len(slices) == 1:
-            dz = float(first.ds.get("SliceThickness", 1.0) or 1.0)
+            dz = _slice_thickness(first.ds)
         return ordered, direction, dz
 
     for s in slices[1:]:
@@ -230,7 +319,7 @@ def _sort_slices(folder: Path, slices: list[_Slice]) -> tuple[list[_Slice], np.n
                 f"DICOM series in {folder} mixes slice orientations ({s.path.name} differs from "
                 f"{first.path.name}); it is not one volume. Keep only the slices of one stack in the folder."
             )
-    row, col = _unit(first.orientation[:3]), _unit(first.orientation[3:])
+    row, col = _orientation(first.path, first.orientation)
     normal = _unit(np.cross(row, col))
     direction = np.stack([row, col, normal], axis=1)  # columns: x axis, y axis, z axis
 
@@ -239,7 +328,7 @@ def _sort_slices(folder: Path, slices: list[_Slice]) -> tuple[list[_Slice], np.n
     ordered = [slices[i] for i in order]
     proj = proj[order]
     if len(ordered) == 1:
-        return ordered, direction, float(first.ds.get("SliceThickness", 1.0) or 1.0)
+        return ordered, direction, _slice_thickness(first.ds)
 
     gaps = np.diff(proj)
     dz = float(np.median(gaps))
@@ -289,11 +378,7 @@ def read_dicom_file(path: str | Path) -> tuple[np.ndarray, Geometry]:
         raise ImageReadError(f"Cannot read DICOM file {path}: {type(e).__name__}: {e}.") from None
     if "PixelData" not in ds:
         raise ImageReadError(f"DICOM file {path} holds no pixel data; it is not an image.")
-    ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
-    s = _Slice(path=path, ds=ds,
-               position=np.asarray([float(v) for v in ipp]) if ipp is not None and len(ipp) == 3 else None,
-               orientation=np.asarray([float(v) for v in iop]) if iop is not None and len(iop) == 6 else None)
-    return _build_volume(path.parent, [s])
+    return _build_volume(path.parent, [_slice_of(path, ds)])
 
 
 def _build_volume(folder: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
@@ -304,6 +389,8 @@ def _build_volume(folder: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geome
                 f"DICOM file {s.path} is a multi-frame ({frames} frames) image, which selfconfig does "
                 "not read. Convert the series to NIfTI (e.g. with dcm2niix) and use the .nii.gz file."
             )
+    for s in slices:
+        _check_pixel_module(s)
     ordered, direction, dz = _sort_slices(folder, slices)
     first = ordered[0]
     rows, cols = int(first.ds.Rows), int(first.ds.Columns)

@@ -43,6 +43,7 @@ class Claim:
     start: int
     encoding: str = "raw"
     prefix: int = 0
+    fields: str = ""  # the header fields the claim comes from, for the refusal
 
     @property
     def nbytes(self) -> int:
@@ -90,8 +91,8 @@ def _nifti_claim(path: Path, compressed: bool) -> Claim | None:
         voxels *= max(int(d), 1)
     offset = max(offset, 352 if size == 348 else 544)
     if compressed:
-        return Claim(voxels, _NIFTI_ITEMSIZE[datatype], path, 0, "gzip", prefix=offset)
-    return Claim(voxels, _NIFTI_ITEMSIZE[datatype], path, offset)
+        return Claim(voxels, _NIFTI_ITEMSIZE[datatype], path, 0, "gzip", prefix=offset, fields="dim, datatype")
+    return Claim(voxels, _NIFTI_ITEMSIZE[datatype], path, offset, fields="dim, datatype, vox_offset")
 
 
 # ---------------------------------------------------------------------------------- NRRD, MHA
@@ -162,8 +163,8 @@ def _nrrd_claim(path: Path) -> Claim | None:
     for s in sizes:
         voxels *= max(s, 1)
     if encoding == "raw":
-        return Claim(voxels, itemsize, path, offset + skip)
-    return Claim(voxels, itemsize, path, offset, encoding, prefix=skip)
+        return Claim(voxels, itemsize, path, offset + skip, fields="sizes, type")
+    return Claim(voxels, itemsize, path, offset, encoding, prefix=skip, fields="sizes, type")
 
 
 def _mha_claim(path: Path) -> Claim | None:
@@ -188,7 +189,8 @@ def _mha_claim(path: Path) -> Claim | None:
     voxels = channels
     for d in dims:
         voxels *= max(d, 1)
-    return Claim(voxels, itemsize, path, offset, "zlib" if compressed else "raw")
+    return Claim(voxels, itemsize, path, offset, "zlib" if compressed else "raw",
+                 fields="DimSize, ElementType, ElementNumberOfChannels")
 
 
 # ----------------------------------------------------------------------------------- payload
@@ -287,7 +289,7 @@ def check_claimed_size(path: Path, ending: str) -> Claim | None:
     if have < claim.nbytes:
         raise InputSizeError(
             f"Cannot read image {path}: the file is truncated, or its header lies: it claims {claim.voxels} voxels "
-            f"({_gb(claim.nbytes)}) but holds {_gb(max(have, 0))} of voxel data; nothing was allocated. "
+            f"({_gb(claim.nbytes)}; header fields {claim.fields}) but holds {_gb(max(have, 0))} of voxel data; nothing was allocated. "
             "Re-export or copy the file again.")
     need = claim.nbytes + claim.voxels * 4  # the raw buffer plus its float32 copy
     free = available_memory()

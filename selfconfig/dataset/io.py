@@ -20,6 +20,7 @@ import numpy as np
 
 from selfconfig.dataset.dicom import has_dicom_preamble, is_dicom_folder, read_dicom_file, read_dicom_series
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
+from selfconfig.dataset.header_checks import check_read_geometry, claim_for
 from selfconfig.dataset.headers import check_claimed_size
 from selfconfig.errors import ImageReadError, SelfconfigError
 from selfconfig.utils import atomic_path
@@ -146,18 +147,72 @@ def _restore_nifti_nonfinite(path: Path, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+class _ITKWarnings:
+    """Collect what ITK says while a file is read (it would go to stderr, unseen): a reader that
+    warns has repaired something, and a repair is refused, not used."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+        self._logger = None
+        self._previous = None
+
+    def __enter__(self) -> "_ITKWarnings":
+        import SimpleITK as sitk
+
+        collected = self.messages
+
+        class Collect(sitk.LoggerBase):
+            def DisplayText(self, t):  # noqa: N802 - SimpleITK's names
+                pass
+
+            def DisplayErrorText(self, t):  # noqa: N802
+                collected.append(t)
+
+            def DisplayWarningText(self, t):  # noqa: N802
+                collected.append(t)
+
+            def DisplayGenericOutputText(self, t):  # noqa: N802
+                pass
+
+            def DisplayDebugText(self, t):  # noqa: N802
+                pass
+
+        self._logger = Collect()
+        self._previous = self._logger.SetAsGlobalITKLogger()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            self._previous.SetAsGlobalITKLogger()
+
+    def first(self) -> str | None:
+        """The first warning as one line, without ITK's source location and object address."""
+        for text in self.messages:
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            lines = [ln for ln in lines if not re.match(r"^(WARNING|ERROR): In .*, line \d+$", ln)]
+            if lines:
+                return re.sub(r"^\w+ \(0x[0-9a-fA-F]+\):\s*", "", " ".join(lines)).rstrip(". ")
+        return None
+
+
 def _read_sitk(path: Path, ending: str) -> tuple[np.ndarray, Geometry]:
     """-> raw-dtype array (C, Z, Y, X) and geometry."""
     import SimpleITK as sitk
 
     check_claimed_size(path, ending)  # before SimpleITK allocates what the header claims
+    claim = claim_for(path, ending)  # invalid or contradictory header fields, named, before any reading
     try:
-        img = sitk.ReadImage(str(path))
+        with _ITKWarnings() as warned:
+            img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise ImageReadError(
             f"Cannot read image {path}: {_one_line(e)}. Check that the file is complete and a valid "
             f"{_SITK_FORMATS[ending]} file (re-export it if needed)."
         ) from None
+    if warned.first():
+        raise ImageReadError(f"Cannot read image {path}: SimpleITK had to repair its header ({warned.first()}); fix "
+                             f"the header or export the scan again (nothing was read)")
+    check_read_geometry(path, claim, img.GetSpacing(), img.GetOrigin(), img.GetDirection())
     ndim, comps = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
     if ndim not in (2, 3, 4):
         raise ImageReadError(f"Image {path} has {ndim} dimensions; selfconfig reads 2D, 3D and 4D (channels) images.")

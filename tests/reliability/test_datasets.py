@@ -240,3 +240,25 @@ def test_corrected_label_file_is_preprocessed_again(fresh, capsys):
     _plan(capsys)
     new = np.load(seg_file)
     assert old.any() and not new.any()
+
+
+def _zero_spacing(path, axis: int = 1) -> None:
+    """Set pixdim[axis] of a .nii.gz to 0, as a converter that lost the slice spacing writes it."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<f", raw, 76 + 4 * axis, 0.0)
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def test_verify_reports_a_zero_spacing_in_image_and_label(fresh, capsys):
+    """A pixdim of 0 (an image's, a label's) passed --verify: SimpleITK read it as 1 mm."""
+    ds = fresh()
+    images = sorted((ds / "imagesTr").iterdir())
+    label = ds / "labelsTr" / images[1].name.replace("_0000", "")
+    for p in (images[0], label):
+        _zero_spacing(p)
+    text = check_refused("plan_and_preprocess", ["-d", "DS", *PLAN, "--verify"], capsys, "pixdim[1]", images[0].name,
+                         label.name, "2 problem(s)", watch=[fresh.base])
+    assert text.count("pixdim[1] is 0") == 2
