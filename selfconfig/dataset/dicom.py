@@ -57,6 +57,20 @@ def _looks_like_dicom_without_preamble(path: Path) -> bool:
     return "SOPClassUID" in ds and ("Rows" in ds or "SeriesInstanceUID" in ds)
 
 
+def _looks_like_cut_dicom(path: Path) -> bool:
+    """A ``.dcm`` file, or one that starts like a Part 10 preamble (zeros), too short to carry
+    the ``DICM`` magic: a DICOM file cut short, not some other file beside the series."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return False
+    return path.suffix.lower() == ".dcm" or (size < 132 and len(head) > 0 and not head.strip(b"\0"))
+
+
 def is_dicom_folder(path: str | Path) -> bool:
     """True when ``path`` is a directory that holds DICOM files (names and endings do not matter)."""
     path = Path(path)
@@ -64,7 +78,7 @@ def is_dicom_folder(path: str | Path) -> bool:
         return False
     files = [p for p in _candidate_files(path) if p.name.upper() != "DICOMDIR"]
     probe = files[:_PROBE_FILES]
-    if any(has_dicom_preamble(p) for p in probe):
+    if any(has_dicom_preamble(p) or p.suffix.lower() == ".dcm" for p in probe):
         return True
     return any(_looks_like_dicom_without_preamble(p) for p in probe[:4])
 
@@ -96,9 +110,15 @@ def _read_headers(folder: Path) -> list[_Slice]:
         if p.name.upper() == "DICOMDIR":
             continue
         preamble = has_dicom_preamble(p)
+        if not preamble and _looks_like_cut_dicom(p):
+            raise ImageReadError(f"DICOM file {p} is truncated or damaged (it has no DICM header, "
+                                 f"{p.stat().st_size} bytes); copy or export it again, or remove it")
         try:
             ds = pydicom.dcmread(p, force=not preamble)
-        except InvalidDicomError:
+        except InvalidDicomError as e:
+            if preamble:  # it says it is DICOM (the DICM magic) and cannot be parsed: cut short or damaged
+                raise ImageReadError(f"Cannot read DICOM file {p}: {str(e).splitlines()[0] if str(e) else ''}; it "
+                                     "is truncated or damaged. Copy or export it again, or remove it.") from None
             logger.debug("Skipping %s: not a DICOM file", p)
             continue
         except Exception as e:  # noqa: BLE001 - pydicom raises many kinds on broken files
@@ -115,10 +135,11 @@ def _read_headers(folder: Path) -> list[_Slice]:
             logger.debug("Skipping %s: DICOMDIR index", p)
             continue
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-            if "Image Storage" in _sop_class_name(sop_class):  # an image without pixels: torn file
+            known = bool(sop_class) and _sop_class_name(sop_class) != sop_class
+            if "Image Storage" in _sop_class_name(sop_class) or (preamble and not known):  # a torn file
                 raise ImageReadError(
-                    f"DICOM file {p} is an image ({_sop_class_name(sop_class)}) without pixel data; "
-                    "it is probably truncated. Copy or export the file again, or remove it."
+                    f"DICOM file {p} is an image ({_sop_class_name(sop_class) or 'no SOP class'}) without pixel "
+                    "data (PixelData); it is probably truncated. Copy or export the file again, or remove it."
                 )
             logger.debug("Skipping %s: DICOM file without pixel data (%s)", p, _sop_class_name(sop_class))
             continue
@@ -233,6 +254,10 @@ def _check_pixel_module(s: "_Slice") -> None:
     stored = ds.get("BitsStored")
     if stored is not None and not 1 <= int(stored) <= int(bits):
         raise _field_error(path, "BitsStored", f"is {stored!r} with BitsAllocated {bits}")
+    high = ds.get("HighBit")
+    if stored is not None and high is not None and int(high) != int(stored) - 1:
+        raise _field_error(path, "HighBit", f"is {high} with BitsStored {stored}; DICOM requires HighBit = BitsStored - 1 "
+                                            "(where the stored bits sit is otherwise ambiguous)")
     spp = ds.get("SamplesPerPixel", 1)
     if spp is None or int(spp) not in (1, 3):
         raise _field_error(path, "SamplesPerPixel", f"is {spp!r}; it must be 1 (gray) or 3 (colour)")
@@ -243,7 +268,11 @@ def _check_pixel_module(s: "_Slice") -> None:
     if "PixelData" in ds and not getattr(ts, "is_compressed", False):
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         need = (int(ds.Rows) * int(ds.Columns) * int(spp) * frames * int(bits) + 7) // 8
-        have = len(ds.PixelData)
+        have = len(ds.PixelData or b"")
+        if have > need + 1:  # one pad byte is allowed (an even length)
+            raise _field_error(path, "PixelData", f"holds {have} bytes, more than Rows x Columns x SamplesPerPixel x "
+                                                 f"BitsAllocated ({ds.Rows} x {ds.Columns} x {spp} x {bits}) claim "
+                                                 f"({need}); Rows, Columns or BitsAllocated is wrong")
         if have < need:
             raise _field_error(path, "PixelData", f"holds {have} bytes, but Rows x Columns x SamplesPerPixel x "
                                                  f"BitsAllocated ({ds.Rows} x {ds.Columns} x {spp} x {bits}) claim "
@@ -335,8 +364,8 @@ def _sort_slices(folder: Path, slices: list[_Slice]) -> tuple[list[_Slice], np.n
     if dz <= 1e-6 or np.any(gaps <= max(1e-4, 1e-3 * dz)):
         i = int(np.argmin(gaps))
         raise ImageReadError(
-            f"DICOM series in {folder} has slices at the same position ({ordered[i].path.name} and "
-            f"{ordered[i + 1].path.name}); it may hold several echoes, phases or time points. "
+            f"DICOM series in {folder} has slices at the same position (ImagePositionPatient of {ordered[i].path.name} "
+            f"and {ordered[i + 1].path.name}); it may hold several echoes, phases or time points. "
             "Put one volume per folder."
         )
     deviation = float(np.max(np.abs(gaps - dz)) / dz)

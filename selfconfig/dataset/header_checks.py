@@ -167,6 +167,10 @@ def nifti_claim(path: Path, compressed: bool) -> GridClaim | None:
     for name in ("scl_slope", "scl_inter"):
         if not math.isfinite(float(f[name])):
             raise header_error(path, name, f"is {float(f[name]):g}; intensity scaling must be finite")
+    if float(f["scl_slope"]) == 0 and float(f["scl_inter"]) != 0:
+        raise header_error(path, "scl_inter", f"is {float(f['scl_inter']):g} while scl_slope is 0, which by the NIfTI "
+                                              "standard means no scaling; readers disagree on such a file (SimpleITK "
+                                              "adds the intercept, nibabel does not)")
     n = min(dim[0], 3)
     _check_spacing(path, pixdim[1:n + 1], [f"pixdim[{i}]" for i in range(1, n + 1)])
     spacing = np.array([float(v) for v in pixdim[1:4]] + [1.0] * (3 - len(pixdim[1:4])))
@@ -450,3 +454,165 @@ def check_read_geometry(path: Path, claim: GridClaim | None, spacing, origin, di
         if np.any(np.abs(org[:m] - want_o) > 1e-3 + 1e-5 * np.abs(want_o)):
             raise header_error(path, claim.fields["origin"], f"gives the origin {_fmt(want_o)} but the reader made it "
                                                              f"{_fmt(org[:m])}")
+
+
+# ------------------------------------------------------------------------------------------ PNG
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(path: Path) -> None:
+    """Every chunk's CRC, and the whole zlib stream of the image data (its Adler-32 included).
+
+    Pillow checks neither for the image data: it stops inflating as soon as it has the pixels
+    the header asks for, so a damaged IDAT chunk (a flipped byte in a stored block, a wrong
+    checksum) would be read as pixels that are not the file's. Inflating costs one extra pass
+    over the data, with one chunk of output in memory at a time.
+    """
+    with open(path, "rb") as f:
+        blob = f.read()
+    if blob[:8] != _PNG_SIGNATURE:
+        return  # not a PNG: Pillow names what it is not
+    pos, inflater, ended, inflated, need = 8, zlib.decompressobj(), False, 0, None
+    palette_needed = palette_seen = False
+    while pos + 8 <= len(blob):
+        (length,) = struct.unpack(">I", blob[pos:pos + 4])
+        kind = blob[pos + 4:pos + 8]
+        name = kind.decode("latin-1")
+        end = pos + 12 + length
+        if end > len(blob):
+            raise ImageReadError(f"Cannot read image {path}: chunk {name} claims {length} bytes and the file ends "
+                                 f"before them; the file is truncated (nothing was read)")
+        crc = struct.unpack(">I", blob[end - 4:end])[0]
+        if zlib.crc32(blob[pos + 4:end - 4]) & 0xFFFFFFFF != crc:
+            raise ImageReadError(f"Cannot read image {path}: chunk {name} fails its CRC check; the file is damaged "
+                                 f"(nothing was read)")
+        if kind == b"IHDR" and length == 13:
+            ihdr = struct.unpack(">IIBBBBB", blob[pos + 8:pos + 21])
+            _check_ihdr(path, *ihdr)
+            need = _png_data_bytes(*ihdr)
+            palette_needed = ihdr[3] == 3
+        if kind == b"PLTE":
+            palette_seen = True
+        if kind == b"IDAT" and palette_needed and not palette_seen:
+            raise header_error(path, "PLTE", "is missing, and IHDR colour type 3 (palette) needs it before the image "
+                                             "data; Pillow would make up a palette")
+        if kind == b"IDAT":
+            try:
+                data = blob[pos + 8:end - 4]
+                while data:
+                    inflated += len(inflater.decompress(data, 1 << 20))
+                    data = inflater.unconsumed_tail
+            except zlib.error as e:
+                raise ImageReadError(f"Cannot read image {path}: the compressed image data (IDAT) are damaged ({e}) "
+                                     f"(nothing was read)") from None
+        pos = end
+        if kind == b"IEND":
+            ended = True
+            break
+    if not ended:
+        raise ImageReadError(f"Cannot read image {path}: the file ends before its IEND chunk; it is truncated "
+                             f"(nothing was read)")
+    if not inflater.eof:
+        raise ImageReadError(f"Cannot read image {path}: the compressed image data (IDAT) end before their end "
+                             f"marker and checksum; the file is truncated or damaged (nothing was read)")
+    if need is not None and inflated < need:
+        raise ImageReadError(f"Cannot read image {path}: its header (IHDR width, height, bit depth, colour type) "
+                             f"needs {need} bytes of image data and the file holds {inflated}; Pillow would make up "
+                             f"the rest (nothing was read)")
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _check_ihdr(path: Path, width: int, height: int, depth: int, ctype: int, comp: int, filt: int,
+                interlace: int) -> None:
+    """The PNG specification's IHDR rules (Pillow reads an unknown interlace method as none)."""
+    problems = [("width", width, width >= 1), ("height", height, height >= 1),
+                ("colour type", ctype, ctype in _PNG_DEPTHS),
+                ("bit depth", depth, depth in _PNG_DEPTHS.get(ctype, (depth,))),
+                ("compression method", comp, comp == 0), ("filter method", filt, filt == 0),
+                ("interlace method", interlace, interlace in (0, 1))]
+    for name, value, ok in problems:
+        if not ok:
+            raise header_error(path, f"IHDR {name}", f"is {value}, which the PNG specification does not allow"
+                                                     + (f" with colour type {ctype}" if name == "bit depth" else ""))
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_bytes(width: int, height: int, depth: int, ctype: int, _comp: int, _filt: int,
+                    interlace: int) -> int | None:
+    """The inflated size of the image data an IHDR asks for (filter byte per row); None when
+    the IHDR is not valid (Pillow refuses it)."""
+    if ctype not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16) or interlace not in (0, 1):
+        return None
+    bits = _PNG_CHANNELS[ctype] * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-w * bits // 8))
+    return total
+
+
+# ----------------------------------------------------------------------------------------- TIFF
+
+_TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
+
+
+def check_tiff(path: Path) -> None:
+    """The first image's size and strips, for uncompressed strips: Pillow reads past a strip that
+    is shorter than the image it claims (the bytes after it, or zeros) instead of refusing."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if blob[:4] not in (b"II*\0", b"MM\0*") or len(blob) < 8:
+        return  # BigTIFF or not a TIFF: Pillow names what it is
+    e = "<" if blob[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", blob[4:8])
+    if ifd + 2 > len(blob):
+        raise ImageReadError(f"Cannot read image {path}: its first directory (IFD) lies at byte {ifd}, past the end "
+                             f"of the file ({len(blob)} bytes); the file is truncated (nothing was read)")
+    (n,) = struct.unpack(e + "H", blob[ifd:ifd + 2])
+    if ifd + 2 + 12 * n > len(blob):
+        raise ImageReadError(f"Cannot read image {path}: its directory (IFD) runs past the end of the file; the "
+                             f"file is truncated (nothing was read)")
+    tags: dict[int, list[int]] = {}
+    for k in range(n):
+        tag, typ, count = struct.unpack(e + "HHI", blob[ifd + 2 + 12 * k:ifd + 10 + 12 * k])
+        code = _TIFF_TYPES.get(typ)
+        if code is None or count > 1 << 20:
+            continue
+        size = struct.calcsize(code) * count
+        at = ifd + 10 + 12 * k
+        if size > 4:
+            (at,) = struct.unpack(e + "I", blob[at:at + 4])
+        if at + size > len(blob):
+            raise ImageReadError(f"Cannot read image {path}: the values of TIFF tag {tag} lie past the end of the "
+                                 f"file; the file is truncated (nothing was read)")
+        tags[tag] = list(struct.unpack(e + code * count, blob[at:at + size]))
+    for tag, name in ((256, "ImageWidth"), (257, "ImageLength")):
+        if tag in tags and tags[tag][0] < 1:
+            raise header_error(path, name, f"is {tags[tag][0]}; an image needs at least one row and one column")
+    if tags.get(259, [1])[0] != 1 or 273 not in tags or 279 not in tags or 322 in tags:
+        return  # compressed or tiled: the decoder checks its own stream
+    width, height = tags.get(256, [0])[0], tags.get(257, [0])[0]
+    spp = tags.get(277, [1])[0]
+    bits = tags.get(258, [1])
+    planar = tags.get(284, [1])[0]
+    if planar != 1 or spp < 1 or not bits:
+        return
+    need = -(-width * spp * bits[0] // 8) * height
+    offsets, counts = tags[273], tags[279]
+    if len(offsets) != len(counts):
+        raise header_error(path, "StripOffsets/StripByteCounts", f"list {len(offsets)} and {len(counts)} strips")
+    for off, cnt in zip(offsets, counts):
+        if off + cnt > len(blob):
+            raise ImageReadError(f"Cannot read image {path}: a strip (StripOffsets {off}, StripByteCounts {cnt}) "
+                                 f"runs past the end of the file ({len(blob)} bytes); the file is truncated "
+                                 f"(nothing was read)")
+    if sum(counts) < need:
+        raise header_error(path, "StripByteCounts", f"gives {sum(counts)} bytes of pixels, and ImageWidth x "
+                                                    f"ImageLength x SamplesPerPixel x BitsPerSample ({width} x "
+                                                    f"{height} x {spp} x {bits[0]}) need {need}")

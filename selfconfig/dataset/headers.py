@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import struct
 import zlib
@@ -72,7 +73,8 @@ def _nifti_claim(path: Path, compressed: bool) -> Claim | None:
         if size == 348:
             dims = struct.unpack(endian + "8h", head[40:56])
             datatype = struct.unpack(endian + "h", head[70:72])[0]
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            offset_f = struct.unpack(endian + "f", head[108:112])[0]
+            offset = int(offset_f) if math.isfinite(offset_f) else 0  # a NaN is refused by header_checks
             break
         if size == 540 and len(head) >= 540:
             datatype = struct.unpack(endian + "h", head[12:14])[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from selfconfig.dataset.dicom import has_dicom_preamble, is_dicom_folder, read_dicom_file, read_dicom_series
 from selfconfig.dataset.geometry import DUMMY_2D_SPACING, Geometry
-from selfconfig.dataset.header_checks import check_read_geometry, claim_for
+from selfconfig.dataset.header_checks import check_png, check_read_geometry, check_tiff, claim_for
 from selfconfig.dataset.headers import check_claimed_size
 from selfconfig.errors import ImageReadError, SelfconfigError
 from selfconfig.utils import atomic_path
@@ -185,9 +186,16 @@ class _ITKWarnings:
         if self._previous is not None:
             self._previous.SetAsGlobalITKLogger()
 
+    #: warnings that selfconfig's own header check has already judged: ITK compares pixdim with the
+    #: sform's column lengths to 1e-3 mm (absolute); header_checks refuses beyond 0.1 % (relative),
+    #: and below that the two claims agree and the pixdim spacing is used, as SimpleITK does
+    JUDGED = ("has unexpected scales in sform",)
+
     def first(self) -> str | None:
         """The first warning as one line, without ITK's source location and object address."""
         for text in self.messages:
+            if any(j in text for j in self.JUDGED):
+                continue
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
             lines = [ln for ln in lines if not re.match(r"^(WARNING|ERROR): In .*, line \d+$", ln)]
             if lines:
@@ -266,24 +274,48 @@ def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path, is_vector: bo
 # ---------------------------------------------------------------------------------- 2D via Pillow
 
 def _open_2d(path: Path):
-    """Open and fully load a 2D image with Pillow; any failure -> ImageReadError."""
+    """Open and fully load a 2D image with Pillow; any failure, and any warning Pillow gives about
+    what it had to guess or skip, -> ImageReadError."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    if _ending_of(path) == ".png":
+        check_png(path)
+    elif _ending_of(path) in (".tif", ".tiff"):
+        check_tiff(path)
     try:
-        im = Image.open(path)
-        if getattr(im, "n_frames", 1) > 1:
-            raise ImageReadError(
-                f"Image {path} has {im.n_frames} pages/frames; selfconfig reads single-page 2D images. "
-                "Store volumes as NIfTI (.nii.gz) instead."
-            )
-        im.load()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            im = _load_2d(path)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, struct.error,
+            IndexError, KeyError, TypeError, ZeroDivisionError, MemoryError, OverflowError) as e:
         raise ImageReadError(
             f"Cannot read image {path}: {_one_line(e)}. Check that the file is complete and a valid "
             f"{_ending_of(path).lstrip('.').upper()} image."
         ) from None
+    relevant = [w for w in caught if not issubclass(w.category, (Image.DecompressionBombWarning, DeprecationWarning))]
+    if relevant:
+        raise ImageReadError(f"Cannot read image {path}: Pillow had to repair it ({_one_line(relevant[0].message)}); "
+                             f"check that the file is complete and valid (nothing was read)")
+    if 0 in im.size:
+        raise ImageReadError(f"Cannot read image {path}: its header gives the size {im.size[0]} x {im.size[1]}; an "
+                             f"image needs at least one row and one column")
+    return im
+
+
+def _load_2d(path: Path):
+    from PIL import Image
+
+    im = Image.open(path)
+    if getattr(im, "n_frames", 1) > 1:
+        raise ImageReadError(
+            f"Image {path} has {im.n_frames} pages/frames; selfconfig reads single-page 2D images. "
+            "Store volumes as NIfTI (.nii.gz) instead."
+        )
+    im.load()
     return im
 
 

@@ -56,12 +56,16 @@ def _inflates_to(blob: bytes) -> int:
 
 
 def truncate(draw, data: bytes, expect: Expect, keep_at_least: int = 0, stream_from: int | None = None,
-             stream_size: int = 0) -> bytes:
+             stream_size: int = 0, needed_end: int | None = None, judge: bool = True) -> bytes:
     """Cut the file short one time in ten. ``stream_from``: the data are a gzip/zlib stream from
     that byte on, ``stream_size`` bytes inflated; a cut that still inflates to all of them (only
-    the end of the stream or its checksum lost) may be read or refused."""
+    the end of the stream or its checksum lost) may be read or refused. ``needed_end``: raw data
+    whose claim ends there; a cut after it loses nothing the header claims. ``judge=False``: the
+    caller's oracle judges the cut file itself."""
     if draw(st.sampled_from([False] * 9 + [True])):
         cut = draw(st.integers(keep_at_least, max(keep_at_least, len(data) - 1)))
+        if not judge or (needed_end is not None and cut >= needed_end):
+            return data[:cut]
         if stream_from is not None and _inflates_to(data[stream_from:cut]) >= stream_size:
             expect.maybe["stream end"] = TRUNCATED
             return data[:cut]
@@ -170,13 +174,16 @@ def nifti_cases(draw):
             h["srow"][0][3] += draw(st.sampled_from([5.0, -40.0]))
             h["sform_code"] = 1
     data = nifti_bytes(h) + b"\0" * 4 + pad + values.tobytes()
-    data = truncate(draw, data, expect)
+    data = truncate(draw, data, expect, judge=False)  # nifti_oracle judges the length itself
     compressed = draw(st.booleans())
     return h, data, compressed, expect
 
 
 def nifti_oracle(h: dict, data: bytes, expect: Expect) -> None:
     """The specification's rules, written out; for a valid header what a read must return."""
+    if len(data) < 352:
+        expect.bad("truncated", "truncated", "claims", "header lies", "cannot read", "short")
+        return
     dim, pix = h["dim"], [f32(v) for v in h["pixdim"]]
     nd = dim[0]
     if not 1 <= nd <= 7:
@@ -191,7 +198,12 @@ def nifti_oracle(h: dict, data: bytes, expect: Expect) -> None:
     off = f32(h["vox_offset"])
     if not math.isfinite(off) or off != int(off) or off < 352:
         expect.bad("vox_offset")
-    if not all(math.isfinite(f32(v)) for v in h["scl"]):
+    if "dim" not in expect.problems and h["datatype"] in BITS:  # the size claim is checked before the fields
+        nvox = int(np.prod([max(d, 1) for d in dim[1:nd + 1]]))
+        start = max(int(off) if math.isfinite(off) else 0, 352)
+        if len(data) < start + nvox * BITS[h["datatype"]] // 8:
+            expect.bad("truncated", "truncated", "claims", "header lies", "cannot read")
+    if not all(math.isfinite(f32(v)) for v in h["scl"]) or (f32(h["scl"][0]) == 0 and f32(h["scl"][1]) != 0):
         expect.bad("scl", "scl_slope", "scl_inter")
     n = min(nd, 3)
     if any(not math.isfinite(v) or v <= 0 for v in pix[1:n + 1]):
@@ -338,8 +350,12 @@ def nrrd_cases(draw):
                 f"space origin: ({','.join(fmt(v) for v in origin)})\n"
     body = values.tobytes()
     data = head.encode() + b"\n" + (gzip.compress(body, mtime=0) if encoding == "gzip" else body)
+    item = np.dtype(NRRD_TYPES[typ]).itemsize if typ in NRRD_TYPES else 1
     data = truncate(draw, data, expect, keep_at_least=len(head) + 1,
-                    stream_from=len(head) + 1 if encoding == "gzip" else None, stream_size=len(body))
+                    stream_from=len(head) + 1 if encoding == "gzip" else None,
+                    stream_size=min(len(body), int(np.prod([max(v, 0) for v in sizes])) * item),
+                    needed_end=len(head) + 1 + int(np.prod([max(v, 0) for v in sizes])) * item
+                    if encoding == "raw" else None)
     if expect.problems:
         return data, expect
     # the oracle
@@ -347,6 +363,8 @@ def nrrd_cases(draw):
         expect.bad("type")
     if any(s < 1 for s in sizes):
         expect.bad("sizes")
+    elif typ in NRRD_TYPES and len(body) < int(np.prod(sizes)) * np.dtype(NRRD_TYPES[typ]).itemsize:
+        expect.bad("payload", "truncated", "claims", "header lies", "cannot read")
     flip = {"left-posterior-superior": np.eye(3), "right-anterior-superior": LPS,
             "left-anterior-superior": np.diag([1.0, -1.0, 1.0])}[space]
     if use_spacings:
@@ -447,6 +465,8 @@ def mha_cases(draw):
         expect.bad("ElementType")
     if any(d < 1 for d in dims):
         expect.bad("DimSize")
+    elif typ in MET_TYPES and len(body) < int(np.prod(dims)) * np.dtype(MET_TYPES[typ]).itemsize:
+        expect.bad("payload", "truncated", "claims", "header lies", "cannot read", "corrupt")
     if any(not math.isfinite(v) or v <= 0 for v in spacing):
         expect.bad("ElementSpacing")
     if not all(math.isfinite(v) for v in offset):
@@ -473,15 +493,20 @@ def test_metaimage_headers(tmp_path_factory, case, data):
     head, stored, detached, expect = case
     compressed = "CompressedData = True" in head
     body = zlib.decompress(stored) if compressed else stored
+    dims = [int(v) for v in head.split("DimSize = ")[1].split("\n")[0].split()]
+    typ = head.split("ElementType = ")[1].split("\n")[0]
+    need = int(np.prod([max(v, 0) for v in dims])) * (np.dtype(MET_TYPES[typ]).itemsize if typ in MET_TYPES else 1)
     folder = tmp_path_factory.mktemp("mha")
     if detached:
         path = folder / "case.mhd"
         (folder / "case.raw").write_bytes(truncate(data.draw, stored, expect, stream_from=0 if compressed else None,
-                                                   stream_size=len(body)))
+                                                   stream_size=min(len(body), need),
+                                                   needed_end=None if compressed else need))
         path.write_text(head + "ElementDataFile = case.raw\n")
     else:
         path = folder / "case.mha"
         blob = (head + "ElementDataFile = LOCAL\n").encode()
         path.write_bytes(truncate(data.draw, blob + stored, expect, keep_at_least=len(blob),
-                                  stream_from=len(blob) if compressed else None, stream_size=len(body)))
+                                  stream_from=len(blob) if compressed else None, stream_size=min(len(body), need),
+                                  needed_end=None if compressed else len(blob) + need))
     check_read("metaimage", read_image, path, expect)
