@@ -93,6 +93,7 @@ class _Held:
     path: Path
     fd: int | None  # flock: the open lock file; fallback: None
     count: int = 1
+    created: tuple[Path, ...] = ()  # folders the lock made (deepest first): removed again if left empty
 
 
 _held: dict[str, _Held] = {}
@@ -144,7 +145,11 @@ def _acquire_flock(folder: Path, path: Path, wait: bool, what: str) -> int | Non
     """-> the open, locked file descriptor; None when this file system does not do flock."""
     announced = False
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # the holder we waited for removed the folder it had made, empty
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -198,6 +203,9 @@ def _acquire_exclusive_file(folder: Path, path: Path, wait: bool, what: str) -> 
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError:  # the holder we waited for removed the folder it had made, empty
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
         except FileExistsError:
             try:
                 data, age = path.read_bytes(), time.time() - path.stat().st_mtime
@@ -231,7 +239,8 @@ def _acquire_exclusive_file(folder: Path, path: Path, wait: bool, what: str) -> 
 
 @contextmanager
 def run_folder_lock(folder: str | os.PathLike, wait: bool = False, what: str = "write") -> Iterator[Path]:
-    """Hold ``folder``'s lock for the ``with`` block (the folder is created if needed).
+    """Hold ``folder``'s lock for the ``with`` block (the folder is created if needed, and removed
+    again at the end if the run left it empty).
 
     ``wait=False``: a held lock raises :class:`RunFolderBusyError` (one line naming the holder);
     ``wait=True``: block until the holder ends. The same process may nest the lock on one folder
@@ -239,7 +248,6 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False, what: str = "
     not <what> into one folder".
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(folder)
     with _registry_lock:
         held = _held.get(key)
@@ -252,11 +260,16 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False, what: str = "
             with _registry_lock:
                 held.count -= 1
         return
+    created = _make_folders(folder)
     path = folder / LOCK_NAME
-    fd = _acquire_flock(folder, path, wait, what) if fcntl is not None else None
-    if fd is None:
-        _acquire_exclusive_file(folder, path, wait, what)
-    held = _Held(path, fd)
+    try:
+        fd = _acquire_flock(folder, path, wait, what) if fcntl is not None else None
+        if fd is None:
+            _acquire_exclusive_file(folder, path, wait, what)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    held = _Held(path, fd, created=created)
     with _registry_lock:
         _held[key] = held
     try:
@@ -270,3 +283,38 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False, what: str = "
             pass
         if fd is not None:
             os.close(fd)
+        _remove_if_empty(created)
+
+
+def _make_folders(folder: Path) -> tuple[Path, ...]:
+    """Create ``folder`` and its missing parents; the ones made here, deepest first."""
+    missing = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return tuple(missing)
+
+
+def _remove_if_empty(created: tuple[Path, ...]) -> None:
+    """A run refused (or a prediction that wrote nothing) leaves no folder the lock made."""
+    for p in created:
+        try:
+            p.rmdir()
+        except OSError:
+            return  # not empty (the run wrote into it), or gone
+
+
+def clear_locked_folder(folder: str | os.PathLike) -> None:
+    """Remove everything in ``folder`` but its lock file (``--overwrite`` of a run whose lock this
+    process holds: removing the whole folder would drop the lock under a waiting process)."""
+    import shutil
+
+    for p in Path(folder).iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

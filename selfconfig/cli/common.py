@@ -36,6 +36,12 @@ def add_logger_arg(parser: argparse.ArgumentParser) -> None:
                              "(<run folder>/tensorboard; needs: pip install 'selfconfig[tracking]')")
 
 
+def add_wait_arg(parser: argparse.ArgumentParser, what: str = "run") -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help=f"when another process holds the {what} folder, wait for it to finish instead of "
+                             "refusing (a run folder has one owner at a time)")
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="switch progress bars off")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

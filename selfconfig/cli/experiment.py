@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, roots_from, run,
-                                   setup_logging)
+from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_wait_arg,
+                                   roots_from, run, setup_logging)
 from selfconfig.cli.validate import Parser, parse
 
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the cells as tasks on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:N "
                         "(a local cluster of N workers); needs pip install 'selfconfig[cluster]'")
     add_root_args(p)
+    add_wait_arg(p, "cells' run")
     add_common_args(p)
     return p
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_experiment(args.dataset, args.trainers, args.fractions, folds,
                              configuration=args.configuration, plans_name=args.plans, budget=args.budget,
                              roots=roots_from(args), device=args.device, progress=not args.no_progress,
-                             overrides=overrides, scheduler=args.scheduler)
+                             overrides=overrides, scheduler=args.scheduler, wait=args.wait)
     print(res.summary_text)
     print(f"results: {res.results_csv}")
     print(f"paired:  {res.paired_csv}")

@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from selfconfig.cli.validate import Parser, parse
-from selfconfig.cli.common import (add_common_args, add_plans_arg, add_root_args, add_tag_arg, roots_from, run,
-                                   setup_logging)
+from selfconfig.cli.common import (add_common_args, add_plans_arg, add_root_args, add_tag_arg, add_wait_arg,
+                                   roots_from, run, setup_logging)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "would take more than half its free memory (a large CT), then on the CPU")
     add_tag_arg(p)
     add_root_args(p)
+    add_wait_arg(p, "output")
     add_common_args(p)
     return p
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                   plans_name=args.plans, checkpoint=args.checkpoint, tta=not args.no_tta,
                   save_probabilities=args.save_probabilities, step_size=args.step_size, device=args.device,
                   roots=roots_from(args), progress=not args.no_progress, tag=args.tag, precision=args.precision,
-                  postprocessing=args.postprocessing, stitch=args.stitch)
+                  postprocessing=args.postprocessing, stitch=args.stitch, wait=args.wait)
     print(f"predicted {len(res.cases)} case(s) with {len(res.checkpoints)} model(s) into {res.output}")
     return 0
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
-                                   roots_from, run, setup_logging)
+                                   add_wait_arg, roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tag_arg(p)
     add_logger_arg(p)
     add_root_args(p)
+    add_wait_arg(p, "pre-training")
     add_common_args(p)
     return p
 
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     with use_loggers(args.logger):
         res = run_pretraining(args.trainer, args.dataset, configuration=args.configuration, plans_name=args.plans,
                               hyperparameters=overrides, overwrite=args.overwrite, device=args.device,
-                              roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+                              roots=roots_from(args), progress=not args.no_progress, tag=args.tag,
+                              wait=args.wait)
     if not is_writer():
         return 0  # rank 0 reports for all
     # the held-out accuracy and any warning about it were logged by run_pretraining (both paths)

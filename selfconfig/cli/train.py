@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
-                                   roots_from, run, setup_logging)
+                                   add_wait_arg, roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
 
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tag_arg(p)
     add_logger_arg(p)
     add_root_args(p)
+    add_wait_arg(p, "run")
     add_common_args(p)
     return p
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         res = train(args.trainer, args.dataset, configuration=args.configuration, fold=parse_fold(args.fold),
                     fraction=args.fraction, plans_name=args.plans, hyperparameters=overrides_from(args),
                     continue_training=args.continue_training, overwrite=args.overwrite, device=args.device,
-                    roots=roots_from(args), progress=not args.no_progress, tag=args.tag)
+                    roots=roots_from(args), progress=not args.no_progress, tag=args.tag, wait=args.wait)
     if not is_writer():
         return 0  # rank 0 reports for all
     print(f"run folder: {res.run_dir}")

@@ -15,7 +15,8 @@ import torch
 
 from selfconfig.experiments.budgets import FEW_ITERATIONS
 from selfconfig.experiments.scoring import metric_value
-from selfconfig.training.builder import (Settings, find_resume_checkpoint, is_finished_and_scored, resolve_settings,
+from selfconfig.training.builder import (Settings, find_resume_checkpoint, is_finished_and_scored, owned_folder,
+                                         resolve_settings,
                                          trained_epochs)
 from selfconfig.training.context import DatasetContext
 from selfconfig.utils import read_json, write_json
@@ -53,14 +54,24 @@ def arm_settings(cls: type, data: DatasetContext, overrides: dict, device: torch
 
 
 def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: torch.device, raw_dir: Path,
-             progress: bool) -> list[dict]:
-    """Train (or resume, or skip) one cell and score it on validation and test."""
+             progress: bool, wait: bool = False) -> list[dict]:
+    """Train (or resume, or skip) one cell and score it on validation and test; the cell owns its
+    run folder from training to scores (another process's cell there: refused, or ``wait``)."""
+    run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
+    if _finished(run_dir, overrides.get("epochs")):
+        return read_json(run_dir / SCORES)["rows"]
+    with owned_folder(run_dir, wait=wait, what="train"):
+        if _finished(run_dir, overrides.get("epochs")):  # finished by the process this one waited for
+            return read_json(run_dir / SCORES)["rows"]
+        return _train_and_score(cls, data, cell, overrides, device, raw_dir, progress)
+
+
+def _train_and_score(cls, data: DatasetContext, cell: Cell, overrides: dict, device: torch.device, raw_dir: Path,
+                     progress: bool) -> list[dict]:
     from selfconfig.inference.validation import validate_run
     from selfconfig.training.run import train_run
 
     run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
-    if _finished(run_dir, overrides.get("epochs")):
-        return read_json(run_dir / SCORES)["rows"]
     resume = find_resume_checkpoint(run_dir) is not None
     result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
                        progress=progress, validate=validate_run)

@@ -6,9 +6,9 @@ the cluster starts them before anything else while Scratch/ImageNet cells fill t
 A cell of a GPU plan asks for one ``GPU`` worker resource. A worker runs the very function the
 one-process grid runs (:func:`selfconfig.experiments.cells.run_cell`), so a finished cell (scores
 on the shared results root) is skipped, an interrupted one resumes from its latest checkpoint,
-and the rows are the same. A file lock per cell makes a second execution of the same cell (a
-retry after a lost worker whose cell had in fact finished, or a second grid on the same root)
-wait and then skip. When a worker dies, the scheduler hands its task to another worker
+and the rows are the same. The cell's run-folder lock (:mod:`selfconfig.locking`) makes a second
+execution of the same cell (a retry after a lost worker whose cell had in fact finished, or a
+second grid on the same root) wait and then skip. When a worker dies, the scheduler hands its task to another worker
 (``distributed.scheduler.allowed-failures`` times, 3 by default).
 """
 
@@ -100,14 +100,11 @@ def _pretrain_task(spec: GridSpec, strategy: str, overrides: dict[str, Any]) -> 
 
 def _cell_task(spec: GridSpec, cell: Cell, overrides: dict[str, Any], *after: Any) -> list[dict]:
     """Run one cell on a worker; ``after``: the pre-training it waits for (its result is unused)."""
-    from filelock import FileLock
-
     overrides = _prepare_worker(spec, overrides)
     data, cls = spec.open(), get_trainer(cell.strategy)
-    run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(run_dir.parent / f".{run_dir.name}.lock")):
-        return run_cell(cls, data, cell, overrides, worker_device(spec.device), Path(spec.raw_dir), False)
+    # a second execution of the cell (a retry after a lost worker whose cell had in fact finished)
+    # waits for the first and then finds it finished
+    return run_cell(cls, data, cell, overrides, worker_device(spec.device), Path(spec.raw_dir), False, wait=True)
 
 
 def _describe(cell: Cell) -> str:

@@ -59,9 +59,12 @@ def choose_configuration(data_plans, strategies: list[str], requested: str | Non
 def run_experiment(dataset: str | None, strategies: list[str], fractions: list[float], folds: list[int | str] | None,
                    *, configuration: str | None = None, plans_name: str = DEFAULT_PLANS_NAME, budget: str = "quick",
                    roots: Roots | None = None, device: str | None = None, progress: bool = True,
-                   overrides: dict | None = None, scheduler: str | None = None) -> ExperimentResult:
+                   overrides: dict | None = None, scheduler: str | None = None,
+                   wait: bool = False) -> ExperimentResult:
     """``folds``: None runs the budget's folds. ``scheduler``: run the cells as tasks on a Dask
-    cluster (an address, or ``local:N``); None runs them one after the other in this process."""
+    cluster (an address, or ``local:N``); None runs them one after the other in this process.
+    ``wait``: a cell that another process is training is waited for (then skipped as finished)
+    instead of refused."""
     bad = [f for f in fractions if not 0.0 < float(f) <= 1.0]  # every cell's request, before the first cell runs
     if bad:
         raise ConfigurationError(f"fraction(s) {', '.join(f'{f:g}' for f in bad)} out of range: each must be in (0, 1]")
@@ -89,7 +92,8 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     if scheduler:
         rows = run_cells_on_cluster(scheduler, data, cells, hp_overrides, device, raw_dir, progress)
     else:
-        rows = _run_here({s: arm[0] for s, arm in arms.items()}, data, cells, hp_overrides, dev, raw_dir, progress)
+        rows = _run_here({s: arm[0] for s, arm in arms.items()}, data, cells, hp_overrides, dev, raw_dir, progress,
+                         wait)
     res = ExperimentResult(roots.results / data.dataset / "experiment", rows)
     _report(res, data, b, metric, strategies, fractions, info, {s: arm[2].hp for s, arm in arms.items()}, overrides)
     return res
@@ -114,14 +118,15 @@ def _cells(data: DatasetContext, strategies: list[str], fractions: list[float], 
 
 
 def _run_here(classes: dict[str, type], data: DatasetContext, cells: list[Cell], hp_overrides: dict[str, dict],
-              device: torch.device, raw_dir: Path, progress: bool) -> list[dict]:
+              device: torch.device, raw_dir: Path, progress: bool, wait: bool = False) -> list[dict]:
     """The cells one after the other in this process."""
     rows: list[dict] = []
     bar = tqdm(cells, desc="experiment", disable=not progress)
     for i, cell in enumerate(bar):
         bar.set_postfix_str(f"{cell.strategy} frac {cell.fraction:g} fold {cell.fold}")
         log.info("cell %d/%d: %s, fraction %g, fold %s", i + 1, len(cells), cell.strategy, cell.fraction, cell.fold)
-        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], device, raw_dir, progress)
+        rows += run_cell(classes[cell.strategy], data, cell, hp_overrides[cell.strategy], device, raw_dir, progress,
+                         wait)
     return rows
 
 

@@ -20,6 +20,7 @@ from selfconfig.inference.ensemble import EnsemblePredictor
 from selfconfig.inference.inputs import check_output_folder, discover_inputs
 from selfconfig.inference.postprocessing import apply_postprocessing, load_postprocessing
 from selfconfig.inference.predictor import Predictor
+from selfconfig.locking import run_folder_lock
 from selfconfig.paths import Roots, fraction_tag, resolve_dataset_name, results_dataset_dir, run_folder_name
 from selfconfig.planning import DEFAULT_PLANS_NAME, load_plans, plans_file
 from selfconfig.plans import Plans
@@ -162,12 +163,13 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
             folds: list[str] | None = None, plans_name: str = DEFAULT_PLANS_NAME, checkpoint: str = "final",
             tta: bool = True, save_probabilities: bool = False, step_size: float = 0.5, device: str | None = None,
             roots: Roots | None = None, progress: bool = True, tag: str = "", precision: str = "auto",
-            postprocessing: Path | None = None, stitch: str = "auto") -> PredictionResult:
+            postprocessing: Path | None = None, stitch: str = "auto", wait: bool = False) -> PredictionResult:
     """Predict with the folds of one run configuration, or with an ensemble of several (several
     ``configuration`` and/or ``trainer`` values: the mean of their probabilities), and apply a
     post-processing file when given. ``stitch``: where the sliding windows of a 3D case are put
     together on a GPU run: auto (on the GPU unless the volume would take more than half its free
-    memory, then on the CPU), device, or cpu."""
+    memory, then on the CPU), device, or cpu. ``wait``: when another process is predicting into
+    ``output``, wait for it instead of refusing."""
     from selfconfig.device import pick_device
 
     roots = roots or Roots.resolve()
@@ -201,11 +203,12 @@ def predict(input_path: Path, output: Path, *, trainer: str | Sequence[str], dat
     log.info("predicting %d case(s) with %d model(s) (%s), mirroring %s, %s%s", len(cases), len(paths) + len(previous),
              ", ".join(f"{p.parent.parent.parent.name}/{p.parent.name}" for p in paths + previous), "on" if tta else "off",
              predictor.precision, f", keeping the largest component of {pp['largest_component_classes']}" if pp else "")
-    files = predict_files(predictor, cases, Path(output), save_probabilities, progress, postprocessing=pp)
-    write_json(Path(output) / "prediction_info.json", {
-        "dataset": name, "trainer": trainers[0] if len(trainers) == 1 else trainers,
-        "configuration": configs[0] if len(configs) == 1 else configs, "plans": plans_name,
-        "members": [{"trainer": t, "configuration": c} for t, c in members],
-        "checkpoints": [str(p) for p in paths], "previous_stage_checkpoints": [str(p) for p in previous], "tta": tta, "step_size": step_size,
-        "postprocessing": pp, "cases": list(cases)})
+    with run_folder_lock(Path(output), wait=wait, what="predict"):  # one process writes into an output folder
+        files = predict_files(predictor, cases, Path(output), save_probabilities, progress, postprocessing=pp)
+        write_json(Path(output) / "prediction_info.json", {
+            "dataset": name, "trainer": trainers[0] if len(trainers) == 1 else trainers,
+            "configuration": configs[0] if len(configs) == 1 else configs, "plans": plans_name,
+            "members": [{"trainer": t, "configuration": c} for t, c in members],
+            "checkpoints": [str(p) for p in paths], "previous_stage_checkpoints": [str(p) for p in previous],
+            "tta": tta, "step_size": step_size, "postprocessing": pp, "cases": list(cases)})
     return PredictionResult(Path(output), list(cases), paths, files)

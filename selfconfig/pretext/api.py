@@ -18,11 +18,12 @@ from selfconfig.training.registry import get_trainer
 def run_pretraining(trainer: str, dataset: str | int | None = None, *, configuration: str | None = None,
                     plans_name: str = DEFAULT_PLANS_NAME, hyperparameters: dict[str, Any] | None = None,
                     overwrite: bool = False, device: str | None = None, roots: Roots | None = None,
-                    progress: bool = True, tag: str = "") -> PretrainResult:
+                    progress: bool = True, tag: str = "", wait: bool = False) -> PretrainResult:
     cls = get_trainer(trainer)
     if not getattr(cls, "uses_pretraining", False):
         raise ConfigurationError(f"trainer {trainer} has no pre-training stage; pick a Surrogate* strategy")
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
     # under torchrun: join the process group, one device per rank
     settings = resolve_settings(cls, hyperparameters, setup(pick_device(device)))
-    return pretrain(cls, data, settings.hp, settings.device, progress=progress, overwrite=overwrite)
+    # the command refuses while another process pre-trains in the folder, unless told to wait
+    return pretrain(cls, data, settings.hp, settings.device, progress=progress, overwrite=overwrite, wait=wait)

@@ -9,14 +9,12 @@ the second waits and then uses the first one's checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
 
 from selfconfig.checkpoint import load_checkpoint, save_checkpoint
 from selfconfig.data.sampler import CaseRef
@@ -24,8 +22,8 @@ from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.pretext.base import ClassificationPretext
 from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, batch_size, find_resume_checkpoint, loop_state,
-                                         resumed_hyperparameters, run_folder, run_loop, seed_run, training_batches,
-                                         validation_batches)
+                                         owned_folder, resumed_hyperparameters, run_folder, run_loop, seed_run,
+                                         training_batches, validation_batches)
 from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
@@ -67,24 +65,22 @@ class PretrainResult:
 
 
 def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: torch.device,
-             progress: bool = True, continue_training: bool = True, overwrite: bool = False) -> PretrainResult:
+             progress: bool = True, continue_training: bool = True, overwrite: bool = False,
+             wait: bool = True) -> PretrainResult:
     """Pre-train ``strategy_cls.pretext_task`` on the pool unless its checkpoint exists.
 
-    Holds a file lock in the pre-training folder for the whole run, so concurrent callers wait
-    for one pre-training instead of each doing their own.
+    Owns the pre-training folder for the whole run (:func:`owned_folder`): with ``wait`` (what a
+    training that needs the checkpoint does) a second caller waits for the first one's
+    pre-training and then uses it; without, it is refused in one line naming the first.
     """
     hp.check()
     strategy_cls.pretext_task.check_compatible(data)  # a bad request writes nothing, discards nothing
     unlabeled_pool(data)
     out_dir = data.pretrain_dir(strategy_cls.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / CHECKPOINT_NAME
-    # under distributed training rank 0 holds the lock and decides; the other ranks follow it
-    lock = FileLock(str(out_dir / ".lock")) if dist.is_writer() else contextlib.nullcontext()
-    if dist.is_writer() and lock.is_locked:
-        log.info("another process is pre-training %s for %s; waiting for it", strategy_cls.name, data.dataset)
     wanted = pretrain_settings(strategy_cls, data, hp)
-    with lock:
+    # under distributed training rank 0 holds the folder and decides; the other ranks follow it
+    with owned_folder(out_dir, wait=wait, what="pre-train"):
         if dist.broadcast_object(final.is_file() and not overwrite):
             check_settings(out_dir, recorded_settings(out_dir, final), wanted)
             log.info("using pre-trained checkpoint %s", final)

@@ -22,15 +22,17 @@ from selfconfig.training.run import RunResult, train_run
 def train(trainer: str, dataset: str | int | None = None, *, configuration: str | None = None,
           fold: int | str = 0, fraction: float = 1.0, plans_name: str = DEFAULT_PLANS_NAME,
           hyperparameters: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
-          device: str | None = None, roots: Roots | None = None, progress: bool = True, tag: str = "") -> RunResult:
+          device: str | None = None, roots: Roots | None = None, progress: bool = True, tag: str = "",
+          wait: bool = False) -> RunResult:
     """Train one fold at one label fraction with the named trainer (``Scratch``, ``module:Class`` ...),
     then score it on its validation fold (unless ``final_validation`` is off). Under ``torchrun``
-    it joins the process group and trains data-parallel (documentation/distributed.md)."""
+    it joins the process group and trains data-parallel (documentation/distributed.md). ``wait``:
+    when another process is training in the same run folder, wait for it instead of refusing."""
     cls = get_trainer(trainer)
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
     warn_untrainable(data)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
-                     setup(pick_device(device)), progress, validate=validate_run)
+                     setup(pick_device(device)), progress, validate=validate_run, wait=wait)
 
 
 def warn_untrainable(data) -> None:

@@ -87,6 +87,19 @@ def batch_size(hp: TrainingConfig, cfg) -> int:
 
 
 @contextmanager
+def owned_folder(folder: Path, wait: bool = False, what: str = "write") -> Iterator[Path]:
+    """One process owns a run folder for a run's whole life (:mod:`selfconfig.locking`): a second
+    refuses in one line naming the first, or waits (``wait``). Under torchrun rank 0 holds it for
+    every rank."""
+    from contextlib import nullcontext
+
+    from selfconfig.locking import run_folder_lock
+
+    with run_folder_lock(folder, wait=wait, what=what) if dist.is_writer() else nullcontext(Path(folder)):
+        yield Path(folder)
+
+
+@contextmanager
 def run_folder(folder: Path, log_name: str) -> Iterator[Path]:
     """Hold ``folder`` for a run's whole life: created, with the run's log file (written by rank 0).
     What every run holds while it writes goes here, for supervised and pretext runs alike."""

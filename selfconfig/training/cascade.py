@@ -24,6 +24,7 @@ from selfconfig.data.sampler import CaseRef
 from selfconfig.dataset.geometry import Geometry
 from selfconfig.dataset.io import output_ending_for
 from selfconfig.errors import IncompatibleDatasetError, PreviousStageError
+from selfconfig.locking import run_folder_lock
 from selfconfig.paths import train_command_line
 from selfconfig.preprocessing import storage
 from selfconfig.preprocessing.previous_stage import preprocess_previous_stage
@@ -99,8 +100,9 @@ def prepare_previous_stage(data, trainer: str, fraction: float, case_ids: list[s
     """The previous stage's label map of each case on the preprocessed grid (``.npy`` paths): the
     preprocessing step over :func:`previous_stage_sources`, run before training starts."""
     sources = previous_stage_sources(data, trainer, fraction, case_ids)
-    return preprocess_previous_stage(sources, data.split_folder("train"), next_stage_folder(data, trainer, fraction),
-                                     data.plans, data.config)
+    out_dir = next_stage_folder(data, trainer, fraction)
+    with run_folder_lock(out_dir, wait=True, what="write previous-stage labels"):  # folds training at once share it
+        return preprocess_previous_stage(sources, data.split_folder("train"), out_dir, data.plans, data.config)
 
 
 def with_previous_stage(refs: list[CaseRef], paths: dict[str, str]) -> list[CaseRef]:

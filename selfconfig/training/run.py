@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -16,9 +15,11 @@ from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.preprocessing.previous_stage import previous_stage_labels
 from selfconfig.training import distributed as dist
+from selfconfig.locking import clear_locked_folder
 from selfconfig.training.builder import (RunSpec, Settings, base_meta, batch_size, find_resume_checkpoint,
-                                         loop_state, resolve_settings, resumed_hyperparameters, run_folder, run_loop,
-                                         scored_after_final, seed_run, training_batches, validation_batches)
+                                         loop_state, owned_folder, resolve_settings, resumed_hyperparameters,
+                                         run_folder, run_loop, scored_after_final, seed_run, training_batches,
+                                         validation_batches)
 from selfconfig.training.cascade import (check_cascade_trainer, prepare_previous_stage, previous_stage_sources,
                                          with_previous_stage)
 from selfconfig.training.config import TrainingConfig
@@ -58,28 +59,31 @@ def checkpoint_meta(trainer: Trainer, run: RunContext, hp: TrainingConfig, extra
 def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str = 0, fraction: float = 1.0,
               overrides: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
               device: torch.device | None = None, progress: bool = True,
-              validate: Validator | None = None) -> RunResult:
+              validate: Validator | None = None, wait: bool = False) -> RunResult:
     """Train (or resume / extend) one run and score its validation fold.
 
     ``overrides``: hyperparameters set explicitly (CLI flags), applied over the trainer's
     defaults. When resuming, the saved hyperparameters are used and only ``epochs`` may change
     (asking a finished run for more epochs extends it). ``validate`` scores the finished run on
-    its validation fold (see :data:`Validator`); without it there is no final validation.
+    its validation fold (see :data:`Validator`); without it there is no final validation. The run
+    owns its folder from the first look at it to the end; another process's run in the same
+    folder is refused in one line, or waited for (``wait``).
     """
     settings = resolve_settings(trainer_cls, overrides, device)
     trainer = trainer_cls(settings.hp)
     trainer.check_compatible(data)
     run = dist.writer_first(lambda: RunContext.create(data, trainer.name, fold, fraction, settings.device, progress))
-    existing = _check_request(trainer, run, continue_training, overwrite)
-    if overwrite:
-        _discard(run.run_dir)
-        existing = None
-    previous_stage = None
-    if data.config.previous_stage:  # cascade: its inputs are preprocessed before the run starts
-        previous_stage = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
-                                                                          run.train_ids + run.val_ids))
-    with run_folder(run.run_dir, "training.log"):
-        return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate)
+    with owned_folder(run.run_dir, wait=wait, what="train"):
+        existing = _check_request(trainer, run, continue_training, overwrite)
+        if overwrite:
+            _discard(run.run_dir)
+            existing = None
+        previous_stage = None
+        if data.config.previous_stage:  # cascade: its inputs are preprocessed before the run starts
+            previous_stage = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
+                                                                              run.train_ids + run.val_ids))
+        with run_folder(run.run_dir, "training.log"):
+            return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate)
 
 
 def _check_request(trainer: Trainer, run: RunContext, continue_training: bool, overwrite: bool) -> Path | None:
@@ -106,7 +110,7 @@ def _discard(run_dir: Path) -> None:
     """--overwrite: a fresh start, no old log, validation or checkpoints (after every rank looked)."""
     dist.barrier()
     if run_dir.exists() and dist.is_writer():
-        shutil.rmtree(run_dir)
+        clear_locked_folder(run_dir)  # all but the lock this run holds
     dist.barrier()
 
 
