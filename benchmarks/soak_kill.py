@@ -97,8 +97,10 @@ class Command:
 
 def commands(work: Path) -> list[Command]:
     common = ["--no-progress", "--device", "cpu"]
+    # fp32: bit-exact resume is promised in fp32 (bfloat16 autocast rounds differently run to run)
     train = ["-d", DATASET, "-c", "3d", "-f", "0", "--epochs", "4", "--iters-per-epoch", "3", "--val-iters", "1",
-             "--num-workers", "0", "--checkpoint-every", "1", "--checkpoint-minutes", "0.005", *common]
+             "--num-workers", "0", "--checkpoint-every", "1", "--checkpoint-minutes", "0.005", "--precision", "fp32",
+             *common]
     res = "results/" + DATASET
     return [
         Command("plan_and_preprocess", [str(BIN / "selfconfig_plan_and_preprocess"), "-d", DATASET, "-np", "1",
@@ -108,7 +110,7 @@ def commands(work: Path) -> list[Command]:
                 [f"{res}/Scratch__selfconfigPlans__3d"], "check_train", resume_flag="--continue"),
         Command("pretrain", [str(BIN / "selfconfig_pretrain"), "-tr", "SurrogateFlip", "-d", DATASET, "-c", "3d",
                              "--epochs", "3", "--iters-per-epoch", "3", "--val-iters", "1", "--num-workers", "0",
-                             "--checkpoint-minutes", "0.005", *common],
+                             "--checkpoint-minutes", "0.005", "--precision", "fp32", *common],
                 [f"{res}/pretrain"], "check_pretrain"),
         Command("predict", [str(BIN / "selfconfig_predict"), "-i", str(work / "scans"), "-o", str(work / "pred"),
                             "-d", DATASET, "-c", "3d", "-tr", "Scratch", "-f", "0", "--no-tta", *common],
@@ -355,6 +357,9 @@ def episode(c: Command, work: Path, ref: Path, duration: float, rng: random.Rand
     left = leftovers(work / "results", work / "preprocessed", work / "pred")
     if left:
         ep.problems.append(f"temporary files left: {left[:3]}")
+    locks = sorted(str(p) for f in (work / "results", work / "pred") if f.exists() for p in f.rglob(".lock"))
+    if locks:
+        ep.problems.append(f"run-folder locks left after a finished run: {locks[:3]}")
     return ep
 
 
@@ -369,26 +374,35 @@ def _rerun_argv(c: Command, argv: list[str], work: Path, log: Path, ep: Episode)
     return argv
 
 
-def soak(work: Path, kills: int, seed: int, only: list[str] | None = None, log: Path | None = None) -> dict:
+def totals(record: dict, log: Path) -> dict:
+    eps = record["episodes"]
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return {"kills": sum(e["kills"] for e in eps), "ended_before_kill": sum(e["ended_first"] for e in eps),
+            "locks_taken_over": text.count("taking over the lock of"), "episodes": len(eps),
+            "episodes_with_problems": sum(1 for e in eps if e["problems"]),
+            "reruns_needing_continue": sum(e["continue_needed"] for e in eps)}
+
+
+def soak(work: Path, kills: int, seed: int, only: list[str] | None = None, log: Path | None = None,
+         out: Path | None = None) -> dict:
     """Run the soak in ``work`` (emptied first); ``kills``: the total to aim for, spread over the
-    commands. Returns the record (written by main as JSON)."""
+    commands. Returns the record; ``out`` receives it after every episode (a soak cut short
+    keeps what it did)."""
     rng = random.Random(seed)
     if work.exists():
         shutil.rmtree(work)
-    ref = work / "reference"
-    live = work / "live"
+    ref, live = work / "reference", work / "live"
     log = log or work / "soak.log"
     for w in (ref, live):
         prepare(w)
     wanted = [c.name for c in commands(live) if not only or c.name in only]
     needed = set(wanted) | {"plan_and_preprocess"} | ({"train"} if "predict" in wanted else set())
-    ref_cmds = [c for c in commands(ref) if c.name in needed]
-    durations = reference(ref, ref_cmds, log)  # in order: plan, train, pretrain, predict, grid
+    durations = reference(ref, [c for c in commands(ref) if c.name in needed], log)  # plan, train, ... in order
     for c in commands(live):  # the live folder gets each command's inputs the same way
         if c.name in needed:
             run_to_end(c.argv, live, log)
-    cmds = [c for c in commands(live) if c.name in wanted]
     record = {"seed": seed, "durations_s": {k: round(v, 2) for k, v in durations.items()}, "episodes": []}
+    cmds = [c for c in commands(live) if c.name in wanted]
     per_command = max(1, kills // len(cmds))
     for c in cmds:
         done = 0
@@ -397,12 +411,12 @@ def soak(work: Path, kills: int, seed: int, only: list[str] | None = None, log: 
             ep = episode(c, live, ref, durations[c.name], rng, log, k)
             done += k
             record["episodes"].append(ep.__dict__)
+            record["totals"] = totals(record, log)
+            if out:
+                out.write_text(json.dumps(record, indent=2) + "\n")
             print(f"{c.name}: killed {ep.kills}, ended first {ep.ended_first}, --continue {ep.continue_needed}, "
                   f"rerun exit {ep.rerun_exit}, problems {ep.problems or 'none'}", flush=True)
-    eps = record["episodes"]
-    record["totals"] = {"kills": sum(e["kills"] for e in eps), "ended_before_kill": sum(e["ended_first"] for e in eps),
-                        "episodes": len(eps), "episodes_with_problems": sum(1 for e in eps if e["problems"]),
-                        "reruns_needing_continue": sum(e["continue_needed"] for e in eps)}
+    record["totals"] = totals(record, log)
     return record
 
 
@@ -414,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=["plan_and_preprocess", "train", "pretrain", "predict", "grid"])
     p.add_argument("--out", type=Path, help="write the record (episodes, kill moments, outcomes) here as JSON")
     args = p.parse_args(argv)
-    record = soak(args.workdir, args.kills, args.seed, args.only)
+    record = soak(args.workdir, args.kills, args.seed, args.only, out=args.out)
     text = json.dumps(record, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)
