@@ -22,3 +22,6 @@ _.PixelRepresentation, _.PixelData
 
 # signal.signal() calls its handler with (signum, frame)
 signum, frame
+
+# SimpleITK's LoggerBase calls these from C++ with ITK's messages (io._ITKWarnings relays warnings)
+_.DisplayText, _.DisplayErrorText, _.DisplayWarningText, _.DisplayGenericOutputText, _.DisplayDebugText
