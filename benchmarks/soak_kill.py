@@ -10,9 +10,9 @@ preprocessing, training, pre-training, prediction and a small experiment grid. E
 gets episodes: a clean start, 1 to 3 kills (each rerun killed again), then a rerun to the end,
 then the checks. A kill lands at a random moment in (0, 1.1 x the command's uninterrupted
 duration), measured once per command; kills that land after the command ended are counted as
-such, not as kills. The rerun is the same command; where it answers, in one line, that the
-interrupted run needs ``--continue`` (selfconfig_train), it is run again with ``--continue``, as
-the line says, and counted. Outcomes, seeds and every failure go to ``--out``.
+such, not as kills. The rerun is the same command; selfconfig_train's rerun carries
+``--continue``, as a re-submitted job does (where the kill came before the first checkpoint it
+warns and starts a new run, as nnU-Net's ``--c``). Outcomes, seeds and every failure go to ``--out``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 
 BIN = Path(sys.executable).parent
 DATASET = "SOAK"
+NO_CHECKPOINT = "no checkpoint found in"  # the warning of a rerun that starts anew
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -92,7 +93,7 @@ class Command:
     argv: list[str]
     reset: list[str]  # paths (relative to the workdir) removed for a clean episode
     check: str  # the name of the check function
-    resume_flag: str | None = None  # what the one-line refusal asks for after a kill
+    resume_flag: str | None = None  # what a rerun after a kill carries (selfconfig_train: --continue)
 
 
 def commands(work: Path) -> list[Command]:
@@ -301,7 +302,8 @@ class Episode:
     kill_times: list[float] = field(default_factory=list)
     kills: int = 0  # landed while the command ran
     ended_first: int = 0  # the command had ended before its kill time
-    continue_needed: int = 0  # reruns that asked for --continue (and got it)
+    continue_added: int = 0  # reruns given the command's resume flag after a kill
+    new_starts: int = 0  # runs after a kill that found no checkpoint (killed before the first): warned, started anew
     rerun_exit: int | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -330,6 +332,7 @@ def reference(work: Path, cmds: list[Command], log: Path) -> dict[str, float]:
 def episode(c: Command, work: Path, ref: Path, duration: float, rng: random.Random, log: Path,
             kills: int) -> Episode:
     ep = Episode(c.name)
+    start = log.stat().st_size if log.is_file() else 0
     for rel in c.reset:
         shutil.rmtree(work / rel, ignore_errors=True)
     before = tree_hashes(work / "raw", work / "scans")
@@ -341,13 +344,12 @@ def episode(c: Command, work: Path, ref: Path, duration: float, rng: random.Rand
             ep.kills += 1
         else:
             ep.ended_first += 1
-        argv = _rerun_argv(c, argv, work, log, ep)
+        argv = _rerun_argv(c, argv, ep)
     code, err = run_to_end(argv, work, log)
-    if code == 2 and c.resume_flag and c.resume_flag in err:
-        ep.continue_needed += 1
-        argv = argv + [c.resume_flag]
-        code, err = run_to_end(argv, work, log)
     ep.rerun_exit = code
+    with open(log, "rb") as f:
+        f.seek(start)
+        ep.new_starts = f.read().decode(errors="replace").count(NO_CHECKPOINT)
     if code != 0:
         ep.problems.append(f"the rerun exited {code}: {err.strip().splitlines()[-1] if err.strip() else ''}")
         return ep
@@ -363,14 +365,12 @@ def episode(c: Command, work: Path, ref: Path, duration: float, rng: random.Rand
     return ep
 
 
-def _rerun_argv(c: Command, argv: list[str], work: Path, log: Path, ep: Episode) -> list[str]:
-    """The command to run after a kill: the same; with --continue once the run has a checkpoint
-    to resume (selfconfig_train refuses to resume silently and says so in one line)."""
+def _rerun_argv(c: Command, argv: list[str], ep: Episode) -> list[str]:
+    """The command to run after a kill: the same, with the command's resume flag (selfconfig_train's
+    --continue; with no checkpoint yet it warns and starts a new run)."""
     if c.resume_flag and c.resume_flag not in argv:
-        run = _run_dir(work)
-        if (run / "checkpoint_latest.pt").is_file() or (run / "checkpoint_final.pt").is_file():
-            ep.continue_needed += 1
-            return argv + [c.resume_flag]
+        ep.continue_added += 1
+        return argv + [c.resume_flag]
     return argv
 
 
@@ -380,7 +380,8 @@ def totals(record: dict, log: Path) -> dict:
     return {"kills": sum(e["kills"] for e in eps), "ended_before_kill": sum(e["ended_first"] for e in eps),
             "locks_taken_over": text.count("taking over the lock of"), "episodes": len(eps),
             "episodes_with_problems": sum(1 for e in eps if e["problems"]),
-            "reruns_needing_continue": sum(e["continue_needed"] for e in eps)}
+            "reruns_with_continue": sum(e["continue_added"] for e in eps),
+            "new_starts_without_checkpoint": sum(e["new_starts"] for e in eps)}
 
 
 def soak(work: Path, kills: int, seed: int, only: list[str] | None = None, log: Path | None = None,
@@ -414,7 +415,7 @@ def soak(work: Path, kills: int, seed: int, only: list[str] | None = None, log: 
             record["totals"] = totals(record, log)
             if out:
                 out.write_text(json.dumps(record, indent=2) + "\n")
-            print(f"{c.name}: killed {ep.kills}, ended first {ep.ended_first}, --continue {ep.continue_needed}, "
+            print(f"{c.name}: killed {ep.kills}, ended first {ep.ended_first}, --continue {ep.continue_added}, "
                   f"rerun exit {ep.rerun_exit}, problems {ep.problems or 'none'}", flush=True)
     record["totals"] = totals(record, log)
     return record

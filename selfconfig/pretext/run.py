@@ -22,8 +22,9 @@ from selfconfig.errors import CheckpointError, ConfigurationError
 from selfconfig.pretext.base import ClassificationPretext
 from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, batch_size, find_resume_checkpoint, loop_state,
-                                         owned_folder, resumed_hyperparameters, run_folder, run_loop, seed_run,
-                                         training_batches, validation_batches)
+                                         no_checkpoint_message, owned_folder, resumed_hyperparameters, run_folder,
+                                         run_loop, seed_run, started_without_checkpoint, training_batches,
+                                         validation_batches)
 from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
@@ -71,7 +72,9 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
 
     Owns the pre-training folder for the whole run (:func:`owned_folder`): with ``wait`` (what a
     training that needs the checkpoint does) a second caller waits for the first one's
-    pre-training and then uses it; without, it is refused in one line naming the first.
+    pre-training and then uses it; without, it is refused in one line naming the first. An
+    interrupted pre-training is resumed (``continue_training``); one killed before its first
+    checkpoint starts anew, with a warning.
     """
     hp.check()
     strategy_cls.pretext_task.check_compatible(data)  # a bad request writes nothing, discards nothing
@@ -94,10 +97,13 @@ def pretrain(strategy_cls, data: DatasetContext, hp: TrainingConfig, device: tor
                 (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
         elif (out_dir / "checkpoint_latest.pt").is_file() and continue_training:
             check_settings(out_dir, recorded_settings(out_dir, None), wanted)
+        fresh_start = not overwrite and continue_training and started_without_checkpoint(out_dir, ("latest",))
         if dist.is_writer():
             write_json(out_dir / SETTINGS_NAME, wanted)
         dist.barrier()
         with run_folder(out_dir, "pretraining.log"):
+            if fresh_start:  # killed before its first checkpoint: nothing to resume
+                log.warning(no_checkpoint_message(out_dir, "pre-training", False, ("latest",)))
             return _pretrain(strategy_cls, data, hp, device, out_dir, progress, continue_training)
 
 

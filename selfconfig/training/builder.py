@@ -119,6 +119,24 @@ def find_resume_checkpoint(folder: Path, kinds: tuple[str, ...] = RESUME_KINDS) 
     return None
 
 
+def started_without_checkpoint(folder: Path, kinds: tuple[str, ...] = RESUME_KINDS) -> bool:
+    """``folder`` holds what an earlier start wrote (a log, cases, settings) but no checkpoint to
+    resume: that start was killed before its first checkpoint."""
+    from selfconfig.locking import LOCK_NAME
+
+    folder = Path(folder)
+    return (folder.is_dir() and find_resume_checkpoint(folder, kinds) is None
+            and any(p.name != LOCK_NAME for p in folder.iterdir()))
+
+
+def no_checkpoint_message(folder: Path, what: str, asked: bool, kinds: tuple[str, ...] = RESUME_KINDS) -> str:
+    """The one warning line of a run that resumes where there is nothing to resume (nnU-Net's
+    ``--c``: say so, and start a new run)."""
+    names = " or ".join(f"checkpoint_{k}.pt" for k in kinds)
+    return (f"{'--continue: ' if asked else ''}no checkpoint found in {folder} (no {names}; an earlier start was "
+            f"stopped before its first checkpoint, or there was none), starting a new {what} from epoch 1")
+
+
 def scored_after_final(run_dir: Path, result: str) -> bool:
     """``result`` (a file in ``run_dir``) exists and was written after ``checkpoint_final.pt``:
     the finished run was scored with the checkpoint it has now."""

@@ -17,8 +17,9 @@ from selfconfig.preprocessing.previous_stage import previous_stage_labels
 from selfconfig.training import distributed as dist
 from selfconfig.locking import clear_locked_folder
 from selfconfig.training.builder import (RunSpec, Settings, base_meta, batch_size, find_resume_checkpoint,
-                                         loop_state, owned_folder, resolve_settings, resumed_hyperparameters,
-                                         run_folder, run_loop, scored_after_final, seed_run, training_batches,
+                                         loop_state, no_checkpoint_message, owned_folder, resolve_settings,
+                                         resumed_hyperparameters, run_folder, run_loop, scored_after_final,
+                                         seed_run, started_without_checkpoint, training_batches,
                                          validation_batches)
 from selfconfig.training.cascade import (check_cascade_trainer, prepare_previous_stage, previous_stage_sources,
                                          with_previous_stage)
@@ -67,7 +68,9 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     (asking a finished run for more epochs extends it). ``validate`` scores the finished run on
     its validation fold (see :data:`Validator`); without it there is no final validation. The run
     owns its folder from the first look at it to the end; another process's run in the same
-    folder is refused in one line, or waited for (``wait``).
+    folder is refused in one line, or waited for (``wait``). ``continue_training`` where the folder
+    holds no checkpoint (a run killed before its first one) starts a new run, with a warning, as
+    nnU-Net's ``--c`` does.
     """
     settings = resolve_settings(trainer_cls, overrides, device)
     trainer = trainer_cls(settings.hp)
@@ -75,6 +78,8 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     run = dist.writer_first(lambda: RunContext.create(data, trainer.name, fold, fraction, settings.device, progress))
     with owned_folder(run.run_dir, wait=wait, what="train"):
         existing = _check_request(trainer, run, continue_training, overwrite)
+        fresh_start = existing is None and not overwrite and (
+            continue_training or started_without_checkpoint(run.run_dir))
         if overwrite:
             _discard(run.run_dir)
             existing = None
@@ -83,6 +88,8 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
             previous_stage = dist.writer_first(lambda: prepare_previous_stage(data, trainer.name, run.fraction,
                                                                               run.train_ids + run.val_ids))
         with run_folder(run.run_dir, "training.log"):
+            if fresh_start:
+                log.warning(no_checkpoint_message(run.run_dir, "run", continue_training))
             return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate)
 
 
@@ -91,9 +98,6 @@ def _check_request(trainer: Trainer, run: RunContext, continue_training: bool, o
     the run folder holds (None: a new run)."""
     run_dir, data = run.run_dir, run.data
     existing = find_resume_checkpoint(run_dir)
-    if continue_training and existing is None:
-        raise CheckpointError(f"--continue: {run_dir} holds no checkpoint to resume from (no checkpoint_latest.pt or "
-                              f"checkpoint_final.pt); run again without --continue to start this run from epoch 1")
     data.case_refs("train", run.train_ids + run.val_ids)  # the run's inputs must be there
     if data.config.previous_stage:  # cascade: the previous stage's predictions of these cases too
         check_cascade_trainer(trainer, data)

@@ -1,6 +1,6 @@
-"""Faults around runs: --overwrite that must not discard a run for a bad request, --continue
-without a checkpoint, a full disk during training, hostile checkpoints (never unpickled), and a
-kill -9 that loses minutes, not epochs."""
+"""Faults around runs: --overwrite that must not discard a run for a bad request, a run killed
+before its first checkpoint (--continue starts it anew), a full disk during training, hostile
+checkpoints (never unpickled), and a kill -9 that loses minutes, not epochs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,10 +55,73 @@ def test_overwrite_discards_nothing_for_a_bad_request(env, capsys, bad):
     assert (run_dir / "checkpoint_final.pt").is_file()
 
 
-def test_continue_without_a_checkpoint_asks_for_a_fresh_start(env, capsys):
-    """--continue silently started from epoch 1 when no checkpoint existed."""
-    check_refused("train", [*TRAIN, "-f", "1", "--continue"], capsys, "no checkpoint to resume from",
-                  "without --continue", watch=[env.base])
+def _start_and_kill(args: list[str], prog: str, log: Path, started: str) -> None:
+    """Start ``prog`` as a real process and SIGKILL it (its whole group) once ``log`` holds
+    ``started`` (the run has begun, no checkpoint is written yet)."""
+    code = f"import sys; from selfconfig.cli.{prog} import entry; sys.argv[0] = 'selfconfig_{prog}'; entry()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and started in log.read_text(errors="replace"):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"it ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _weights(path: Path) -> dict:
+    from selfconfig.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return ckpt["pretrained"]["state_dict"] if "pretrained" in ckpt else ckpt["module"]["network"]
+
+
+RUNS = {  # command, its arguments, the run folder under the results root, its log, the line of a begun run
+    "train": (["-d", "REL", "-c", "3d", "-f", "1", "--epochs", "1", "--iters-per-epoch", "60", "--num-workers", "0",
+               "--no-final-validation", "--device", "cpu", "--precision", "fp32", "--checkpoint-every", "1"],
+              "REL/Scratch__selfconfigPlans__3d/frac_1.0/fold_1", "training.log", "training Scratch on",
+              ["--continue"], "checkpoint_final.pt"),
+    "pretrain": (["-tr", "SurrogateFlip", "-d", "REL", "-c", "3d", "--epochs", "1", "--iters-per-epoch", "60",
+                  "--val-iters", "1", "--num-workers", "0", "--device", "cpu", "--precision", "fp32"],
+                 "REL/pretrain/SurrogateFlip__selfconfigPlans__3d", "pretraining.log", "pre-training SurrogateFlip",
+                 [], "checkpoint.pt"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", sorted(RUNS))
+def test_killed_before_its_first_checkpoint_starts_anew(env, capsys, tmp_path, command):
+    """--continue refused where a kill -9 came before the first checkpoint (a re-submitted job
+    failed); now, as nnU-Net's --c: one warning line, and a new run from scratch that ends with
+    exactly the weights of a run that was never started before (pre-training resumes by itself)."""
+    args, folder, log_name, started, resume, final = RUNS[command]
+    results, reference = tmp_path / "results", tmp_path / "reference"
+    run_dir = results / folder
+    _start_and_kill([*args, "--no-progress", "--results", results], command, run_dir / log_name, started)
+    assert (run_dir / ".lock").is_file() and (run_dir / log_name).is_file()  # what the killed start left
+    assert not list(run_dir.glob("*.pt"))
+    code, _, err = run_cli(command, [*args, *resume, "--results", results], capsys)
+    assert code == 0, err[-2000:]
+    warned = [ln for ln in err.splitlines() if "no checkpoint found in" in ln]
+    assert len(warned) == 1 and "starting a new" in warned[0] and str(run_dir) in warned[0], err
+    assert ("--continue: " in warned[0]) == bool(resume)
+    assert "resuming" not in err
+    assert run_cli(command, [*args, "--results", reference], capsys)[0] == 0  # never interrupted
+    a, b = _weights(run_dir / final), _weights(reference / folder / final)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (run_dir / ".lock").exists()
+
+
+def test_continue_where_no_run_exists_warns_and_trains(env, capsys, tmp_path):
+    """--continue on a fold never trained: one warning line, then a new run (nnU-Net's --c)."""
+    results = tmp_path / "results"
+    code, _, err = run_cli("train", [*TRAIN, "-f", "2", "--continue", "--results", results], capsys)
+    assert code == 0, err[-2000:]
+    run_dir = results / "REL" / "Scratch__selfconfigPlans__3d" / "frac_1.0" / "fold_2"
+    assert f"--continue: no checkpoint found in {run_dir}" in err and "starting a new run from epoch 1" in err
+    assert (run_dir / "checkpoint_final.pt").is_file()
 
 
 def test_disk_full_during_training_names_the_file(env, capsys, monkeypatch):

@@ -72,7 +72,7 @@ def test_killed_training_and_prediction_finish_bit_exact(tmp_path):
     kill_when(cmds["train"], live, lambda: (run_dir / "checkpoint_latest.pt").is_file())  # mid-run
     assert (run_dir / ".lock").is_file()  # the killed run's lock, left behind
     assert not (run_dir / "checkpoint_final.pt").exists()
-    code, err = soak.run_to_end([*cmds["train"].argv, "--continue"], live, log)  # as its refusal would ask
+    code, err = soak.run_to_end([*cmds["train"].argv, "--continue"], live, log)  # as a re-submitted job carries it
     assert code == 0, err[-2000:]
     assert "taking over the lock of pid" in err
     assert soak.check_train(live, ref) == []  # complete, loads, and the same weights to the bit
