@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from planners.budget import CpuBudgetModel, GpuBudgetModel
+from planners.mirror import MirrorAnalysis, MirrorRule, find_mirror_pairs
 from planners.topology import plan_topology
 from selfconfig.dataset.schema import DatasetInfo
 from selfconfig.errors import ConfigurationError
@@ -54,6 +55,10 @@ class DefaultPlanner:
     lowres_spacing_step = 1.03
     #: never coarsen more than this relative to the full-resolution spacing
     lowres_max_factor = 8.0
+    #: an axis is not mirrored when two classes are mirror images along it (planners/mirror.py):
+    #: in this share of the cases holding both, on opposite sides of the foreground centre, each at
+    #: least ``min_offset`` of the foreground extent from it, volumes within ``max_volume_ratio``
+    mirror_rule = MirrorRule(min_share=0.8, min_offset=0.1, max_volume_ratio=2.0)
 
     def __init__(self, info: DatasetInfo, fingerprint: dict, *, gpu_memory_gb: float | None = None,
                  cpu_target_seconds: float = 1.0, cpu_gflops: float | None = None,
@@ -64,6 +69,7 @@ class DefaultPlanner:
         self.dim = int(fingerprint["dim"])
         self.target_spacing = self.check_target_spacing(target_spacing)
         self.plans_name = plans_name or self.plans_name
+        self.mirror_analysis = self.find_mirror_pairs()
         if gpu_memory_gb:
             self.device = "cuda"
             self.budget_model = GpuBudgetModel(gpu_memory_gb)
@@ -112,6 +118,21 @@ class DefaultPlanner:
         spacings = np.asarray(self.fp["spacings"], dtype=float)
         new = np.round(shapes * spacings / np.asarray(spacing3)[None]).astype(int)
         return np.median(new, axis=0).astype(int).clip(1).tolist()
+
+    # ------------------------------------------------------------------ mirroring
+    def find_mirror_pairs(self) -> MirrorAnalysis:
+        """Classes that are mirror images along an axis (segmentation; none for classification)."""
+        if self.info.task != "segmentation":
+            return MirrorAnalysis()
+        analysis = find_mirror_pairs(self.fp, self.mirror_rule)
+        for p in analysis.pairs:
+            log.info("classes %d/%d are mirror images along axis %d (%s) in %.0f %% of the %d case(s) holding "
+                     "both: that axis is not mirrored", *p.classes, p.axis, "zyx"[p.axis], 100 * p.share, p.cases)
+        return analysis
+
+    def mirror_axes(self, dim: int) -> tuple[list[int], str]:
+        """``mirror_axes`` and its reason for a ``dim``-D configuration."""
+        return self.mirror_analysis.for_configuration(dim)
 
     # ------------------------------------------------------------------ plans
     def plan(self) -> Plans:
@@ -263,7 +284,8 @@ class DefaultPlanner:
             name=name, dim=dim, spacing=list(base.spacing), median_shape=median, patch_size=patch, batch_size=batch,
             normalization=list(base.normalization), network=net,
             separate_z_resampling=base.separate_z_resampling, anisotropy_threshold=base.anisotropy_threshold,
-            foreground_oversampling=base.foreground_oversampling, data_identifier=base.data_name)
+            foreground_oversampling=base.foreground_oversampling, data_identifier=base.data_name,
+            mirror_axes=list(base.axes_to_mirror()), mirror_axes_reason=base.mirror_axes_reason)
         self.budget_model.annotate(cfg, self.info.task)
         return cfg
 
@@ -364,6 +386,7 @@ class DefaultPlanner:
             anisotropy_threshold=self.anisotropy_threshold,
             foreground_oversampling=0.33 if task == "segmentation" else 0.0,
         )
+        cfg.mirror_axes, cfg.mirror_axes_reason = self.mirror_axes(dim)
         self.budget_model.annotate(cfg, task)
         return cfg
 

@@ -1,8 +1,9 @@
 """Dataset fingerprint: the measurements the planner decides from.
 
 Written to ``preprocessed/NAME/fingerprint.json``: spacings, shapes after cropping to the
-non-zero region, foreground intensity statistics per channel (mean, std, percentiles 0.5 / 99.5)
-and class frequencies. Computed from the training cases only.
+non-zero region, foreground intensity statistics per channel (mean, std, percentiles 0.5 / 99.5),
+class frequencies and, per case and class, voxel count and centroid within the foreground
+(``class_locations``). Computed from the training cases only.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def compute_fingerprint(info: DatasetInfo, reports: list[CaseReport], num_test: 
         key = {i: names.get(i, str(i)) for i in values}
         fp["class_voxel_counts"] = {key[i]: int(counts[i]) for i in values}
         fp["class_frequencies"] = {key[i]: float(counts[i] / total) for i in values}
+        # per case, per foreground label value: voxels and centroid relative to the case's foreground
+        # bounding box (z, y, x; the planner's mirror rule, planners/mirror.py)
+        fp["class_locations"] = {r.case_id: {str(v): loc for v, loc in sorted((r.class_locations or {}).items())}
+                                 for r in train}
     else:
         fp["class_counts"] = {}
     return fp

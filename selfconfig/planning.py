@@ -193,6 +193,9 @@ def format_plans_summary(plans: Plans) -> str:
         lines.append(f"  configuration {name}{star}:")
         lines.append(f"    spacing {fmt(c.spacing)}  median shape {fmt(c.median_shape)}  patch {fmt(c.patch_size)}  batch {c.batch_size}")
         lines.append(f"    normalisation {', '.join(c.normalization)}")
+        axes = c.axes_to_mirror()
+        lines.append(f"    mirroring axes {', '.join(map(str, axes)) if axes else 'none'}"
+                     + (f" ({c.mirror_axes_reason})" if len(axes) < c.dim and c.mirror_axes_reason else ""))
         lines.append(f"    encoder {e.kind}: {e.n_stages} stages, features {e.features_per_stage}")
         if c.data_identifier and c.data_identifier != name:
             lines.append(f"    shares the preprocessed data of {c.data_identifier}")

@@ -103,10 +103,22 @@ class ConfigurationPlan:
     # (``LabelScheme.foreground_labels``), after the image channels; None: no previous stage.
     # Plans written before the field existed load with None.
     previous_stage: str | None = None
+    # spatial axes of this configuration (z y x for 3D, y x for 2D) that training augmentation,
+    # test-time mirroring and the final validation mirror; the planner leaves out an axis along
+    # which two classes are mirror images (planners/mirror.py), and says why in mirror_axes_reason.
+    # None (plans written before the field existed): every axis
+    mirror_axes: list[int] | None = None
+    mirror_axes_reason: str = ""
 
     @property
     def data_name(self) -> str:
         return self.data_identifier or self.name
+
+    def axes_to_mirror(self) -> tuple[int, ...]:
+        """The axes to mirror: :attr:`mirror_axes`, or every spatial axis when the plans predate it."""
+        if self.mirror_axes is None:
+            return tuple(range(self.dim))
+        return tuple(int(a) for a in self.mirror_axes)
 
 
 @dataclass

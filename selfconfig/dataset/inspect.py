@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from selfconfig.dataset.cases import Case
+from selfconfig.dataset.labels import LabelScheme
 from selfconfig.dataset.schema import DatasetInfo
 from selfconfig.errors import SelfconfigError
 
@@ -34,6 +35,9 @@ class CaseReport:
     foreground_samples: list[list[float]] | None = None  # per channel
     class_counts: dict[int, int] | None = None  # segmentation: voxels per label
     constant: bool | None = None  # every voxel of every channel has one value (e.g. an all-zero image)
+    # segmentation: per foreground label value, its voxel count and centroid relative to the case's
+    # foreground bounding box (0 = first foreground voxel, 1 = last, per spatial axis of the label map)
+    class_locations: dict[int, dict] | None = None
 
 
 def nonzero_bbox(image: np.ndarray) -> list[tuple[int, int]]:
@@ -47,6 +51,39 @@ def nonzero_bbox(image: np.ndarray) -> list[tuple[int, int]]:
         hit = np.flatnonzero(mask.any(axis=other))
         box.append((int(hit[0]), int(hit[-1]) + 1))
     return box
+
+
+def class_locations(label_map: np.ndarray, foreground: list[int]) -> dict[int, dict]:
+    """Per foreground value present in ``label_map`` (Z, Y, X): ``{"voxels": n, "centroid": [z, y, x]}``,
+    the centroid relative to the bounding box of all ``foreground`` voxels (0.5 = its centre;
+    a voxel counts at its centre, so a class that fills the box sits at exactly 0.5). The planner
+    finds classes that are mirror images of each other from these (``planners.mirror``).
+    One pass per axis: a (position, value) histogram, whatever the number of classes."""
+    values = [int(v) for v in foreground]
+    if not values or label_map.size == 0:
+        return {}
+    lab = np.asarray(label_map).astype(np.int64, copy=False).clip(0)
+    k = max(int(lab.max()), max(values)) + 1
+    profiles = []  # per axis: (positions, k) voxel counts
+    for axis in range(lab.ndim):
+        moved = np.moveaxis(lab, axis, 0).reshape(lab.shape[axis], -1)
+        profiles.append(np.stack([np.bincount(row, minlength=k) for row in moved]))
+    fg = np.zeros(k, dtype=bool)
+    fg[values] = True
+    counts = profiles[0].sum(0)
+    out: dict[int, dict] = {}
+    if not counts[fg].any():
+        return out
+    centroids = []
+    for prof in profiles:
+        hit = np.flatnonzero(prof[:, fg].sum(1))
+        start, extent = hit[0], hit[-1] + 1 - hit[0]
+        pos = np.arange(prof.shape[0], dtype=float) + 0.5 - start
+        centroids.append((pos[:, None] * prof).sum(0) / np.maximum(prof.sum(0), 1) / extent)
+    for v in values:
+        if counts[v] > 0:
+            out[v] = {"voxels": int(counts[v]), "centroid": [round(float(c[v]), 4) for c in centroids]}
+    return out
 
 
 def inspect_case(case: Case, info: DatasetInfo, seed: int = 0) -> CaseReport:
@@ -119,6 +156,8 @@ def inspect_case(case: Case, info: DatasetInfo, seed: int = 0) -> CaseReport:
             )
         counts = np.bincount(label_map.ravel().astype(np.int64).clip(0), minlength=max(info.label_values) + 1)
         rep.class_counts = {int(i): int(c) for i, c in enumerate(counts) if c > 0}
+        if info.task == "segmentation":
+            rep.class_locations = class_locations(label_map, LabelScheme.of(info).foreground_labels)
 
     box = nonzero_bbox(image)
     rep.cropped_shape = [b - a for a, b in box]

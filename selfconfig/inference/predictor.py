@@ -60,12 +60,14 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     return LoadedModel(net, plans, cfg, ckpt.get("trainer", "?"), Path(path))
 
 
-def mirror_combinations(n_spatial: int, enabled: bool) -> list[tuple[int, ...]]:
-    """All subsets of the spatial axes (2^n mirrorings, identity first) or just the identity."""
+def mirror_combinations(n_spatial: int, enabled: bool, axes=None) -> list[tuple[int, ...]]:
+    """All subsets of ``axes`` (default: every spatial axis; 2^n mirrorings, identity first) or just
+    the identity. ``axes`` is the configuration's ``axes_to_mirror()``: an axis along which two
+    classes are mirror images is not mirrored at test time either."""
     if not enabled:
         return [()]
-    axes = list(range(n_spatial))
-    return [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
+    axes = sorted(int(a) for a in (range(n_spatial) if axes is None else axes) if int(a) < n_spatial)
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
 #: the stitched volume may take at most this share of the GPU memory free at the start of a case
@@ -209,7 +211,7 @@ class Predictor:
         if self.stitch == "cpu":
             return torch.device("cpu")
         outputs = self.label_scheme.num_outputs if self.label_scheme is not None else self.plans.num_classes
-        need = stitch_bytes(outputs, int(shape[0]), shape[1:], self.tta)
+        need = stitch_bytes(outputs, int(shape[0]), shape[1:], self.tta and bool(self.config.axes_to_mirror()))
         where = choose_stitch_device(self.device, need)
         if where != self.device:
             log.info("case of %s voxels: stitching the windows on the CPU (about %.1f GB), the network runs on %s",
@@ -227,7 +229,7 @@ class Predictor:
         count = 0
         with autocast(self.precision, self.device):
             for model in self.models:
-                for axes in mirror_combinations(n_sp, self.tta):
+                for axes in mirror_combinations(n_sp, self.tta, self.config.axes_to_mirror()):
                     dims = [a + 2 for a in axes]
                     xi = torch.flip(x, dims) if dims else x
                     if self.task == "segmentation":

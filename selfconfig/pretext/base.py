@@ -115,6 +115,7 @@ class PretextTask(OptimizationMixin):
         cfg = self.data.config
         anisotropic = cfg.dim == 3 and max(cfg.spacing) / min(cfg.spacing) > cfg.anisotropy_threshold
         aug = default_augmentation_config(cfg.dim, anisotropic)
+        aug.mirror_axes = cfg.axes_to_mirror()  # the plan's, as in supervised training
         if self.augmentation == "intensity":
             aug.spatial_enabled = False
             aug.mirror_enabled = False

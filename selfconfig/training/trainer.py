@@ -112,8 +112,10 @@ class Trainer:
         cfg = data.config
         spacing = cfg.spacing
         anisotropic = cfg.dim == 3 and max(spacing) / min(spacing) > cfg.anisotropy_threshold
+        aug = default_augmentation_config(cfg.dim, anisotropic)
+        aug.mirror_axes = cfg.axes_to_mirror()  # the plan's: not an axis along which two classes are mirror images
         g = torch.Generator().manual_seed(seed)
-        return BatchAugmenter(default_augmentation_config(cfg.dim, anisotropic), generator=g, patch_size=cfg.patch_size)
+        return BatchAugmenter(aug, generator=g, patch_size=cfg.patch_size)
 
     def extra_callbacks(self, run: "RunContext") -> list["Callback"]:
         return []
