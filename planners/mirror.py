@@ -60,9 +60,10 @@ class MirrorAnalysis:
         for a in blocked:
             pairs = [p for p in self.pairs if p.axis == a + offset]
             classes = ", ".join(f"{i}/{j}" for i, j in (p.classes for p in pairs))
-            share = min(p.share for p in pairs)
+            low, high = (100 * f(p.share for p in pairs) for f in (min, max))
+            share = f"{low:.0f} %" if round(low) == round(high) else f"{low:.0f}-{high:.0f} %"
             parts.append(f"axis {a} ({names[a]}): classes {classes} are mirror images "
-                         f"(in {100 * share:.0f} % or more of the cases that hold both)")
+                         f"(in {share} of the cases that hold both)")
         return axes, "; ".join(parts)
 
 
