@@ -68,6 +68,12 @@ def _group_channels(folder: Path, file_ending: str) -> tuple[dict[str, dict[int,
     return groups, stray
 
 
+def channel_files(folder: Path) -> dict[str, list[Path]]:
+    """Case -> its ``CASE_XXXX`` channel files in channel order (files named otherwise are left out)."""
+    groups, _ = _group_channels(Path(folder), "")
+    return {case: [channels[c] for c in sorted(channels)] for case, channels in groups.items()}
+
+
 def read_labels_table(path: Path, info: DatasetInfo) -> pd.DataFrame:
     """Read a classification labels table; labels may be class indices or class names."""
     try:

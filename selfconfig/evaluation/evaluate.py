@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # endings that can hold a label map; files with other endings (summary.json, ...) are skipped
 LABEL_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff")
+#: the folder of the output folder that holds the overlay PNGs (selfconfig.evaluation.overlays)
+OVERLAYS = "overlays"
 
 
 def _read_label(path: Path):
@@ -94,9 +96,10 @@ def _case_files(folder: Path, file_ending: str | None) -> dict[str, Path]:
     return found
 
 
-def _evaluate_case(case: str, pred_path: Path, ref_path: Path, label_values: list, ignore_label: int | None = None
-                   ) -> dict:
-    """Read one pair and return its per-label metrics (runs in a worker process)."""
+def _evaluate_case(case: str, pred_path: Path, ref_path: Path, targets: list, ignore_label: int | None = None,
+                   images: list[Path] | None = None, overlay: Path | None = None) -> dict:
+    """Read one pair and return its per-label metrics (runs in a worker process); with ``overlay``
+    also draw the case there (on the scan read from ``images``, if given)."""
     ref, ref_geom = _read_label(ref_path)
     pred, pred_geom = _read_label(pred_path)
     ref = np.asarray(ref)
@@ -112,7 +115,34 @@ def _evaluate_case(case: str, pred_path: Path, ref_path: Path, label_values: lis
                            pred_path, ref_path)
     except AttributeError:  # a reader that returns no Geometry: nothing to compare
         pass
-    return {"case": case, "metrics": segmentation_case_metrics(pred, ref, label_values, ignore_label)}
+    metrics = segmentation_case_metrics(pred, ref, [v for _, v in targets], ignore_label)
+    if overlay is not None:
+        _draw_overlay(case, overlay, images, ref, pred, getattr(ref_geom, "spacing", (1.0,) * 3), targets, metrics)
+    return {"case": case, "metrics": metrics}
+
+
+def _draw_overlay(case: str, path: Path, images: list[Path] | None, ref: np.ndarray, pred: np.ndarray,
+                  spacing, targets: list, metrics: dict) -> None:
+    from selfconfig.dataset.io import read_case
+    from selfconfig.evaluation.overlays import draw_case
+
+    image = read_case(images)[0] if images else None
+    if image is not None and image.shape[1:] != ref.shape:
+        logger.warning("%s: the scan %s has shape %s, the labels %s; its outlines are drawn without it",
+                       case, images[0], image.shape[1:], ref.shape)
+        image = None
+    dice = nanmean(m["dice"] for m in metrics.values())
+    draw_case(path, image, ref, pred, spacing, targets, f"{case}: mean Dice {dice:.3f}")
+
+
+def _write_montage(output_dir: Path, per_case: list[dict]) -> list[dict]:
+    """overlays/montage.png of the best, median and worst case; returns who is shown."""
+    from selfconfig.evaluation.overlays import draw_montage, montage_picks
+
+    picks = montage_picks(per_case)
+    if picks:
+        draw_montage(output_dir / OVERLAYS / "montage.png", picks, output_dir / OVERLAYS)
+    return [{"rank": rank, "case": pc["case"], "mean_dice": pc["mean_dice"]} for rank, pc in picks]
 
 
 def evaluate_segmentation_folder(
@@ -123,8 +153,14 @@ def evaluate_segmentation_folder(
     file_ending: str | None = None,
     num_workers: int = 1,
     case_ids: list[str] | None = None,
+    images: dict[str, list[Path]] | None = None,
+    overlays: bool = True,
 ) -> dict:
     """Dice (and voxel counts) of every reference case against the prediction of the same name.
+
+    ``overlays``: also draw each case into ``overlays/<case>.png`` and the best, median and worst
+    into ``overlays/montage.png`` (:mod:`selfconfig.evaluation.overlays`), on the scan given by
+    ``images`` (case -> its channel files), or on black where a case has none.
 
     ``case_ids`` restricts the evaluation to those reference cases (e.g. one fold's validation
     cases inside labelsTr).
@@ -149,7 +185,6 @@ def evaluate_segmentation_folder(
     if not fg:
         raise EvaluationError(f"labels {labels} name no foreground class (value != 0); nothing to evaluate")
     names = [n for n, _ in fg]
-    values = [v for _, v in fg]
 
     refs = _case_files(ref_dir, file_ending)
     if case_ids is not None:
@@ -172,7 +207,9 @@ def evaluate_segmentation_folder(
         logger.warning("%d prediction(s) in %s have no reference in %s and are ignored: %s",
                        len(extra), pred_dir, ref_dir, ", ".join(extra[:10]))
 
-    jobs = [(case, preds[case], refs[case], values, scheme.ignore_label) for case in sorted(refs)]
+    images = images or {}
+    jobs = [(case, preds[case], refs[case], fg, scheme.ignore_label, images.get(case),
+             output_dir / OVERLAYS / f"{case}.png" if overlays else None) for case in sorted(refs)]
     if num_workers > 1 and len(jobs) > 1:
         # spawn: callers may hold torch/OpenMP threads, which fork does not survive reliably
         ctx = multiprocessing.get_context("spawn")
@@ -183,7 +220,7 @@ def evaluate_segmentation_folder(
 
     per_case = []
     rows = []
-    for (case, pred_path, ref_path, _, _), res in zip(jobs, results):
+    for (case, pred_path, ref_path, *_), res in zip(jobs, results):
         by_name = {name: {k: v for k, v in res["metrics"][value].items()} for name, value in fg}
         case_mean = nanmean(m["dice"] for m in by_name.values())
         per_case.append({"case": case, "prediction_file": str(pred_path), "reference_file": str(ref_path),
@@ -199,6 +236,8 @@ def evaluate_segmentation_folder(
         "mean": {"dice_per_class": dice_means, "mean_dice": nanmean(dice_means.values())},
         "per_case": per_case,
     }
+    if overlays:
+        summary["overlays"] = {"folder": OVERLAYS, "montage": _write_montage(output_dir, per_case)}
     _write_outputs(output_dir, summary, pd.DataFrame(rows, columns=["case", *[f"dice_{n}" for n in names], "mean_dice"]))
     logger.info("evaluated %d case(s): mean Dice %.4f", len(per_case), summary["mean"]["mean_dice"])
     return summary
@@ -269,8 +308,10 @@ def evaluate_classification_csv(
     class_names: dict[str, int],
     output_dir: Path | None = None,
     case_ids: list[str] | None = None,
+    figures: bool = True,
 ) -> dict:
-    """Accuracy, quadratic-weighted kappa and ROC AUC of a predictions table.
+    """Accuracy, quadratic-weighted kappa and ROC AUC of a predictions table; with ``figures``
+    also ``confusion_matrix.png`` and (given probabilities) ``roc_curves.png``.
 
     ``case_ids`` restricts the evaluation to those labelled cases (e.g. one validation fold).
 
@@ -348,10 +389,24 @@ def evaluate_classification_csv(
                              "classes": [n for n, _ in order], "matrix": confusion.tolist()},
         "per_case": table.to_dict("records"),
     }
+    if figures:
+        summary["figures"] = _classification_figures(output_dir, confusion, [n for n, _ in order], y_true, probs)
     _write_outputs(output_dir, summary, table)
     logger.info("evaluated %d case(s): accuracy %.4f, kappa %.4f, AUC %.4f", metrics["n_cases"],
                 metrics["accuracy"], metrics["quadratic_weighted_kappa"], metrics["roc_auc"])
     return summary
+
+
+def _classification_figures(output_dir: Path, confusion: np.ndarray, classes: list[str], y_true: np.ndarray,
+                            probs: np.ndarray | None) -> list[str]:
+    from selfconfig.evaluation.overlays import draw_confusion_matrix, draw_roc_curves
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    draw_confusion_matrix(output_dir / "confusion_matrix.png", confusion, classes)
+    if probs is None:
+        return ["confusion_matrix.png"]
+    draw_roc_curves(output_dir / "roc_curves.png", y_true, probs, classes)
+    return ["confusion_matrix.png", "roc_curves.png"]
 
 
 # ----------------------------------------------------------------------------------------------

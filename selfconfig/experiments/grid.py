@@ -39,6 +39,8 @@ class ExperimentResult:
     summary_md: Path | None = None
     figure: Path | None = None
     summary_text: str = ""
+    #: each scored cell's montage of overlays (classification: confusion matrix, ROC curves)
+    pictures: list[Path] = field(default_factory=list)
 
 
 def choose_configuration(data_plans, strategies: list[str], requested: str | None) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from selfconfig.experiments.statistics import WILCOXON_MIN_FOLDS, fmt_interval, paired_difference, wilcoxon_smallest_p
-from selfconfig.utils import atomic_savefig, atomic_write_text
+from selfconfig.utils import atomic_savefig, atomic_write_text, read_json
 
 SPLIT_TITLES = {"test": "held-out test set", "val": "validation folds"}
 
@@ -218,8 +218,26 @@ def write_reports(res, dataset: str, configuration: str, budget: str, metric: st
                                         pretraining, tests, cell_iterations)
     res.summary_md = folder / "summary.md"
     atomic_write_text(res.summary_md, res.summary_text + "\n")
+    res.pictures = cell_pictures(res.rows, folder.parent.parent)  # folder: <results>/NAME/experiment
     res.figure = folder / "figure.png"
     plot_figure(df, res.figure, dataset, metric, strategies, fractions, configuration, budget, cell_iterations)
+
+
+#: the folder of a cell's run folder that holds its scores, by split
+SPLIT_FOLDERS = {"val": "validation", "test": "test"}
+
+
+def cell_pictures(rows: list[dict], results_root: Path) -> list[Path]:
+    """The pictures each scored cell's evaluation wrote (``rows``' run_dir is relative to the
+    results root)."""
+    from selfconfig.evaluation.overlays import figure_paths
+
+    out = []
+    for row in rows:
+        scored = Path(results_root) / str(row.get("run_dir")) / SPLIT_FOLDERS.get(row.get("split"), "")
+        if row.get("run_dir") and (scored / "summary.json").is_file():
+            out += [scored / p for p in figure_paths(read_json(scored / "summary.json"))]
+    return out
 
 
 def pretraining_markdown(summaries: dict[str, dict]) -> str:

@@ -26,14 +26,17 @@ def raw_cases(raw_dir: Path, split: str, ids: list[str] | None = None):
     return info, cases
 
 
-def evaluate_predictions(pred_dir: Path, raw_dir: Path, split: str, case_ids: list[str], output_dir: Path) -> dict:
-    """Score predictions of ``case_ids`` (of ``split``) against the raw references."""
+def evaluate_predictions(pred_dir: Path, raw_dir: Path, split: str, cases: list, output_dir: Path) -> dict:
+    """Score predictions of ``cases`` (of ``split``) against the raw references, with the
+    overlays drawn on the raw scans."""
     from selfconfig.evaluation.evaluate import evaluate_classification_csv, evaluate_segmentation_folder
 
     info = load_dataset_json(raw_dir)
+    case_ids = [c.case_id for c in cases]
     if info.task == "segmentation":
         ref_dir = raw_dir / ("labelsTr" if split == "train" else "labelsTs")
-        return evaluate_segmentation_folder(pred_dir, ref_dir, info.labels, output_dir=output_dir, case_ids=case_ids)
+        return evaluate_segmentation_folder(pred_dir, ref_dir, info.labels, output_dir=output_dir, case_ids=case_ids,
+                                            images={c.case_id: c.images for c in cases})
     table = raw_dir / (info.labels_file if split == "train" else info.test_labels_file)
     return evaluate_classification_csv(pred_dir / "predictions.csv", table, info.labels, output_dir=output_dir,
                                        case_ids=case_ids)
@@ -44,7 +47,7 @@ def predict_and_score(predictor: Predictor, raw_dir: Path, split: str, case_ids:
     info, cases = raw_cases(raw_dir, split, case_ids)
     inputs = {c.case_id: c.images for c in cases}
     predict_files(predictor, inputs, out_dir, save_probabilities=save_probabilities, progress=progress)
-    return evaluate_predictions(out_dir, raw_dir, split, list(inputs), out_dir)
+    return evaluate_predictions(out_dir, raw_dir, split, cases, out_dir)
 
 
 def validate_run(run_dir: Path, data, val_ids: list[str], device: torch.device, tta: bool = True,

@@ -182,6 +182,9 @@ def test_cli_train_predict_evaluate(planned, roots, tmp_path, capsys):
     assert re.search(r"^\s+class1\s+\d\.\d{4}$", out, re.M) and re.search(r"^\s+class2\s+(\d\.\d{4}|nan)$", out, re.M)
     summary = json.loads((pred / "summary.json").read_text())
     assert summary["n_cases"] == 2 and sorted(summary["mean"]["dice_per_class"]) == ["class1", "class2"]
+    # the overlays are drawn on the scans of imagesTs (beside labelsTs), and their montage is named
+    assert f"figure:  {pred / 'overlays' / 'montage.png'}" in out
+    assert sorted(p.name for p in (pred / "overlays").glob("*.png")) == sorted([*(p.name for p in refs), "montage.png"])
 
 
 # ----------------------------------------------------------------------------- evaluate

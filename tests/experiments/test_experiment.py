@@ -21,6 +21,8 @@ def test_experiment_grid_writes_outputs_and_resumes(planned, roots):
     assert len(df) == 16
     assert set(df["split"]) == {"val", "test"} and set(df["metric"]) == {"mean_dice"}
     assert df["value"].between(0, 1).all()
+    # each scored cell (16: val and test) drew its overlays; the montage of each is named
+    assert len(res.pictures) == 16 and all(p.name == "montage.png" and p.is_file() for p in res.pictures)
     # every row names its run folder relative to the results root, so the table survives a move
     assert all((roots.results / d / "checkpoint_final.pt").is_file() and not d.startswith("/") for d in df["run_dir"])
     text = res.summary_md.read_text()
