@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from selfconfig.experiments.figure import SPLIT_TITLES, aggregate, plot_figure
 from selfconfig.experiments.statistics import WILCOXON_MIN_FOLDS, fmt_interval, paired_difference, wilcoxon_smallest_p
 from selfconfig.utils import atomic_savefig, atomic_write_text, read_json
 
-SPLIT_TITLES = {"test": "held-out test set", "val": "validation folds"}
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:
@@ -21,12 +21,6 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
     front = ["dataset", "configuration", "strategy", "fraction", "fold", "split", "metric", "value", "n_train", "n_cases"]
     cols = [c for c in front if c in df.columns] + sorted(c for c in df.columns if c not in front and c != "run_dir")
     return df[cols + (["run_dir"] if "run_dir" in df.columns else [])]
-
-
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over folds per split x strategy x fraction."""
-    g = df.groupby(["split", "strategy", "fraction"])["value"]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()}).reset_index()
 
 
 def paired_tests(df: pd.DataFrame, baseline: str = "Scratch") -> pd.DataFrame:
@@ -133,55 +127,6 @@ def paired_csv(tests: pd.DataFrame) -> str:
     if tests.empty:
         return ",".join(cols) + "\n"
     return tests.sort_values(["split", "fraction", "strategy"])[cols].to_csv(index=False)
-
-
-def plot_figure(df: pd.DataFrame, path: Path, dataset: str, metric: str, strategies: list[str],
-                fractions: list[float], configuration: str, budget: str, cell_iterations: str = "") -> None:
-    """Metric against labeled fraction, one line per strategy, error bars over folds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    agg = aggregate(df)
-    splits = [s for s in ("test", "val") if (agg["split"] == s).any()]
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 4.2), squeeze=False)
-    xs = [f * 100 for f in sorted(fractions)]
-    markers = "osD^v<>"
-    for ax, split in zip(axes[0], splits):
-        sub = agg[agg["split"] == split]
-        for i, s in enumerate(strategies):
-            r = sub[sub["strategy"] == s].sort_values("fraction")
-            if r.empty:
-                continue
-            ax.errorbar(r["fraction"] * 100, r["mean"], yerr=r["std"].fillna(0), marker=markers[i % len(markers)],
-                        capsize=3, label=s, linewidth=1.6)
-        ax.set_xscale("log")
-        ax.set_xticks(xs)
-        ax.set_xticklabels([f"{x:g}%" for x in xs])
-        ax.minorticks_off()
-        ax.set_xlabel("labeled training data")
-        ax.set_ylabel(metric)
-        # the whole scale from 0 (and to 1: every metric here is at most 1), so that a gap of a few
-        # hundredths looks like one and not like the whole figure
-        low = (sub["mean"] - sub["std"].fillna(0)).min()
-        high = (sub["mean"] + sub["std"].fillna(0)).max()
-        low, high = (0.0 if pd.isna(low) else float(low)), (1.0 if pd.isna(high) else float(high))
-        ax.set_ylim(min(0.0, low - 0.02), max(1.0, high + 0.02))
-        ax.set_title(SPLIT_TITLES[split])
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # a split without scores has no lines to name
-            ax.legend(fontsize=8)
-    fig.suptitle(figure_title(dataset, configuration, budget, cell_iterations), fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
-
-
-def figure_title(dataset: str, configuration: str, budget: str, cell_iterations: str = "") -> str:
-    return f"{dataset} ({configuration}, {budget} budget" + (f", {cell_iterations})" if cell_iterations else ")")
 
 
 def describe_cell_iterations(iterations: dict[str, int], overrides: dict | None = None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from selfconfig.experiments import report
+import pytest
+
+from selfconfig.experiments import figure, report
 
 
 def _rows(values: dict[str, list[float]], fractions=(0.1, 0.25)):
@@ -12,7 +14,7 @@ def _rows(values: dict[str, list[float]], fractions=(0.1, 0.25)):
 
 def test_figure_y_axis_spans_zero_to_one(tmp_path, monkeypatch):
     saved = {}
-    monkeypatch.setattr(report, "atomic_savefig", lambda fig, path, **kw: saved.update(ylim=fig.axes[0].get_ylim()))
+    monkeypatch.setattr(figure, "atomic_savefig", lambda fig, path, **kw: saved.update(ylim=fig.axes[0].get_ylim()))
     df = report.results_frame(_rows({"Scratch": [0.61, 0.62], "SurrogateFlip": [0.63, 0.64]}))
     report.plot_figure(df, tmp_path / "f.png", "D", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1, 0.25], "3d", "quick")
     low, high = saved["ylim"]
@@ -21,6 +23,48 @@ def test_figure_y_axis_spans_zero_to_one(tmp_path, monkeypatch):
     df = report.results_frame(_rows({"Scratch": [-0.2, float("nan")]}))
     report.plot_figure(df, tmp_path / "g.png", "D", "kappa", ["Scratch"], [0.1, 0.25], "3d", "quick")
     assert saved["ylim"][0] < -0.2
+
+
+def _fold_rows(per_strategy: dict[str, list[float]], fractions=(0.1, 0.25)):
+    return [{"strategy": s, "fraction": f, "fold": str(k), "split": "test", "metric": "mean_dice", "value": v + f}
+            for s, values in per_strategy.items() for f in fractions for k, v in enumerate(values)]
+
+
+def _fold_points(ax, strategy: str):
+    (points,) = [c for c in ax.collections if c.get_label() == f"_{strategy} folds"]
+    return points.get_offsets()
+
+
+def test_figure_dodges_arms_at_one_fraction_and_shows_every_fold():
+    import matplotlib.pyplot as plt
+
+    # the same values for both arms: undodged, one would hide the other entirely
+    df = report.results_frame(_fold_rows({"Scratch": [0.5, 0.6, 0.7], "SurrogateFlip": [0.5, 0.6, 0.7]}))
+    fig = figure.experiment_figure(df, "D", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1, 0.25], "3d", "quick")
+    ax = fig.axes[0]
+    a, b = _fold_points(ax, "Scratch"), _fold_points(ax, "SurrogateFlip")
+    assert len(a) == len(b) == 6  # 3 folds x 2 fractions, each a point
+    assert sorted(a[:, 1]) == pytest.approx(sorted(df[df["strategy"] == "Scratch"]["value"]))
+    assert (a[:, 0] < b[:, 0]).all()  # Scratch left of SurrogateFlip at every fraction
+    assert (b[:, 0] / a[:, 0]).max() < 1.2  # but close to its fraction
+    means = {c.get_label(): c.lines[0].get_ydata() for c in ax.containers}  # the error-bar lines
+    assert means["Scratch"] == pytest.approx([0.7, 0.85])
+    plt.close(fig)
+
+
+def test_figure_with_one_fraction_draws_bars_with_the_folds_points():
+    import matplotlib.pyplot as plt
+
+    df = report.results_frame(_fold_rows({"Scratch": [0.5, 0.6, 0.7], "SurrogateFlip": [0.6, 0.8]}, (0.25,)))
+    fig = figure.experiment_figure(df, "D", "mean_dice", ["Scratch", "SurrogateFlip"], [0.25], "3d", "quick")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    assert [round(p.get_height(), 6) for p in bars] == [0.85, 0.95]  # the means over folds
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Scratch", "SurrogateFlip"]
+    a, b = _fold_points(ax, "Scratch"), _fold_points(ax, "SurrogateFlip")
+    assert sorted(a[:, 1]) == pytest.approx([0.75, 0.85, 0.95]) and sorted(b[:, 1]) == pytest.approx([0.85, 1.05])
+    assert (abs(a[:, 0] - 0) < 0.3).all() and (abs(b[:, 0] - 1) < 0.3).all()  # on their own bar
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------- paired differences and the paper's claims
@@ -172,8 +216,8 @@ def test_summary_and_figure_say_what_each_cell_trained(tmp_path):
     summary = report.summary_markdown(df, "D", "3d", "quick", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1],
                                       cell_iterations=text)
     assert summary.splitlines()[2].startswith(f"Configuration `3d`, budget `quick` ({text}), metric `mean_dice`")
-    assert report.figure_title("D", "3d", "quick", text) == f"D (3d, quick budget, {text})"
-    assert report.figure_title("D", "3d", "quick") == "D (3d, quick budget)"
+    assert figure.figure_title("D", "3d", "quick", text) == f"D (3d, quick budget, {text})"
+    assert figure.figure_title("D", "3d", "quick") == "D (3d, quick budget)"
     report.plot_figure(df, tmp_path / "f.png", "D", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1], "3d", "quick",
                        text)
     assert (tmp_path / "f.png").stat().st_size > 0
