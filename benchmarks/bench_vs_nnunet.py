@@ -423,7 +423,7 @@ def score_snapshots(w: Work, setup: dict, tool: str, summary: dict, tag: str, mi
     ref = w.raw / setup["dataset"] / "labelsTs"
     for snap in summary["snapshots"]:
         it = snap["iterations"]
-        pred = w.runs / tag / f"{tool}_pred_{it}"
+        pred = w.runs / tag / pred_name(tool, it, mirroring)
         score_file = pred.parent / f"{pred.name}_score.json"
         if score_file.is_file():
             points.append(json.loads(score_file.read_text()))
@@ -451,6 +451,7 @@ def cmd_iterations(args) -> int:
     setup = w.setup()
     snapshots = sorted({s for s in (args.snapshots or []) if s <= args.iterations} | {args.iterations})
     tools = TOOLS if args.tool == "both" else (args.tool,)
+    args.nnunet_mirror_axes = resolve_mirror_axes(args.nnunet_mirror_axes, setup)
     out = Path(args.out) if args.out else w.root / f"iterations_{args.iterations}.json"
     result = json.loads(out.read_text()) if out.is_file() else {}
     result.update({"kind": "iterations", "dataset": setup["dataset"], "iterations": args.iterations,
@@ -462,25 +463,26 @@ def cmd_iterations(args) -> int:
     result.setdefault("runs", {})
     for seed in args.seeds:
         for tool in tools:
-            tag = f"it{args.iterations}_seed{seed}"
+            suffix, label = variant(tool, args.selfconfig_precision, args.nnunet_mirror_axes)
+            tag = f"it{args.iterations}_seed{seed}{suffix}"
             if tool == "selfconfig":
                 summary = train_selfconfig(w, setup, tag, seed, snapshots, iterations=args.iterations,
                                            precision=args.selfconfig_precision, force=args.retrain)
             else:
                 summary = train_nnunet(w, setup, tag, seed, snapshots, iterations=args.iterations,
                                        mirror_axes=args.nnunet_mirror_axes, force=args.retrain)
-            key = f"{tool}/seed{seed}"
-            result["runs"][key] = {"tool": tool, "seed": seed, "training": summary}
+            key = f"{tool}{suffix}/seed{seed}"
+            result["runs"][key] = {"tool": tool, "label": label, "seed": seed, "tag": tag, "training": summary}
             if not args.train_only:
                 result["runs"][key]["points"] = score_snapshots(w, setup, tool, summary, tag, not args.no_mirroring,
                                                                 args.selfconfig_precision)
             common.write_json(out, result)
     if not args.train_only and not result.get("cross_check"):
-        key = next((k for k in result["runs"] if k.startswith("nnunet/")), None)
+        key = next((k for k in result["runs"] if k.startswith("nnunet")), None)
         if key and result["runs"][key].get("points"):
-            last = result["runs"][key]["points"][-1]
-            seed = result["runs"][key]["seed"]
-            pred = w.runs / f"it{args.iterations}_seed{seed}" / f"nnunet_pred_{last['iterations']}"
+            run = result["runs"][key]
+            last = run["points"][-1]
+            pred = w.runs / run["tag"] / pred_name("nnunet", last["iterations"], last.get("predict_mirroring", True))
             result["cross_check"] = nnunet_cross_check(w, setup, pred, last["test_mean_dice"],
                                                        f"it{args.iterations}_cross_check")
     common.write_json(out, result)
@@ -489,6 +491,33 @@ def cmd_iterations(args) -> int:
     print_runs(result)
     print(f"wrote {out}")
     return 0
+
+
+def variant(tool: str, precision: str, nnunet_axes: list[int] | None) -> tuple[str, str]:
+    """(suffix of the run's tag, label in tables) for settings that change a run: selfconfig's
+    precision other than fp32, nnU-Net's mirror axes other than its own."""
+    if tool == "selfconfig":
+        return ("", LABEL[tool]) if precision == "fp32" else (f"_{precision}", f"{LABEL[tool]} ({precision})")
+    if nnunet_axes is None:
+        return "", LABEL[tool]
+    axes = "".join(str(a) for a in nnunet_axes) or "none"
+    return f"_mirror{axes}", f"{LABEL[tool]} (mirror axes {', '.join(map(str, nnunet_axes)) or 'none'})"
+
+
+def pred_name(tool: str, iterations: int, mirroring: bool) -> str:
+    return f"{tool}_pred{'' if mirroring else '_nomirror'}_{iterations}"
+
+
+def resolve_mirror_axes(given: list[str] | None, setup: dict) -> list[int] | None:
+    """``--nnunet-mirror-axes``: None (nnU-Net's own), integers, or ``selfconfig`` (its plan's axes)."""
+    if given is None:
+        return None
+    if given == ["selfconfig"]:
+        return list(setup["conversion"]["selfconfig_mirror_axes_as_nnunet"])
+    try:
+        return [int(a) for a in given]
+    except ValueError:
+        sys.exit(f"--nnunet-mirror-axes takes axis numbers or 'selfconfig', not {' '.join(given)}")
 
 
 def print_runs(result: dict) -> None:
@@ -584,17 +613,17 @@ def tables(results: list[dict]) -> str:
             for run in res["runs"].values():
                 t = run["training"]
                 for p in run.get("points", []):
-                    rows.append([LABEL[run["tool"]], str(run["seed"]), str(p["iterations"]), f"{p['minutes']:.1f}",
+                    rows.append([run_label(run), str(run["seed"]), str(p["iterations"]), f"{p['minutes']:.1f}",
                                  common.fmt(t.get("seconds_per_iteration"), 2), common.fmt(p["test_mean_dice"], 3)]
                                 + [common.fmt(p["dice_per_class"].get(c), 3) for c in classes])
             parts.append(f"**{title}**\n\n" + common.markdown_table(header, rows))
             means = mean_over_seeds(res)
             if len({s for (_, _), v in means.items() for s in v["seeds"]}) > 1:
-                rows = [[LABEL[tool], str(it), f"{v['mean']:.3f}", str(len(v["seeds"]))]
-                        for (tool, it), v in sorted(means.items())]
+                rows = [[label, str(it), f"{v['mean']:.3f}", str(len(v["seeds"]))]
+                        for (label, it), v in sorted(means.items())]
                 parts.append(common.markdown_table(["tool", "iterations", "test mean Dice (mean over seeds)", "seeds"], rows))
             if kind == "minutes":
-                rows = [[LABEL[r["tool"]], r["plan"]["configuration"], str(r["plan"].get("patch_size")),
+                rows = [[run_label(r), r["plan"]["configuration"], str(r["plan"].get("patch_size")),
                          str(r["plan"].get("batch_size")), str(r["training"].get("iterations")),
                          common.fmt(r["training"].get("peak_tree_pss_mb"), 0),
                          common.fmt(r["training"].get("peak_tree_rss_mb"), 0)] for r in res["runs"].values()]
@@ -615,13 +644,18 @@ def tables(results: list[dict]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def run_label(run: dict) -> str:
+    return run.get("label") or LABEL[run["tool"]]
+
+
 def mean_over_seeds(res: dict) -> dict:
     acc: dict = {}
     for run in res.get("runs", {}).values():
         for p in run.get("points", []):
             if p["test_mean_dice"] is None:
                 continue
-            a = acc.setdefault((run["tool"], p["iterations"]), {"values": [], "seeds": [], "minutes": []})
+            a = acc.setdefault((run_label(run), p["iterations"]),
+                               {"tool": run["tool"], "values": [], "seeds": [], "minutes": []})
             a["values"].append(p["test_mean_dice"])
             a["seeds"].append(run["seed"])
             a["minutes"].append(p["minutes"])
@@ -642,23 +676,21 @@ def figure(results: list[dict], path: Path) -> Path | None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     colours = {"selfconfig": "tab:blue", "nnunet": "tab:orange"}
-    labelled = set()
+    styles = ["-", "--", ":", "-."]
+    seen: dict[str, str] = {}
     for res in curves:
-        style = "-" if res["kind"] == "iterations" else "--"
         means = mean_over_seeds(res)
-        for tool in TOOLS:
-            pts = sorted((it, v) for (t, it), v in means.items() if t == tool)
-            if not pts:
-                continue
-            name = LABEL[tool] + ("" if res["kind"] == "iterations" else f" ({res['minutes']:g} min, own defaults)")
-            lab = None if name in labelled else name
-            labelled.add(name)
+        for label in dict.fromkeys(lab for lab, _ in means):
+            pts = sorted((it, v) for (lab, it), v in means.items() if lab == label)
+            tool = pts[0][1]["tool"]
+            name = label + ("" if res["kind"] == "iterations" else f", {res['minutes']:g} min, own defaults")
+            style = seen.setdefault(name, styles[sum(1 for n in seen if n.startswith(LABEL[tool])) % len(styles)])
             for ax, xkey in ((axes[0], "iterations"), (axes[1], "minutes")):
                 xs = [it if xkey == "iterations" else v["mean_minutes"] for it, v in pts]
                 ax.plot(xs, [v["mean"] for _, v in pts], style, marker="o" if len(pts) == 1 else None,
-                        color=colours[tool], label=lab if ax is axes[0] else None)
+                        color=colours[tool], label=name if ax is axes[0] else None)
                 for run in res["runs"].values():
-                    if run["tool"] == tool:
+                    if run_label(run) == label:
                         ps = run.get("points", [])
                         ax.scatter([p[xkey] for p in ps], [p["test_mean_dice"] for p in ps], s=12,
                                    color=colours[tool], alpha=0.6)
@@ -725,8 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seeds", type=int, nargs="+", default=[0])
     i.add_argument("--tool", choices=["selfconfig", "nnunet", "both"], default="both")
     i.add_argument("--train-only", action="store_true")
-    i.add_argument("--nnunet-mirror-axes", type=int, nargs="*",
-                   help="nnU-Net mirrors only along these axes in training and inference (default: its own, all)")
+    i.add_argument("--nnunet-mirror-axes", nargs="*",
+                   help="nnU-Net mirrors only along these axes in training and inference (default: its own, all); "
+                        "'selfconfig': the axes selfconfig's plan mirrors")
     i.add_argument("--selfconfig-precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="selfconfig's training and prediction precision (default fp32, as nnU-Net on a CPU)")
     i.add_argument("--no-mirroring", action="store_true", help="predict without test-time mirroring (both)")

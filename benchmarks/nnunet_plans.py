@@ -42,6 +42,11 @@ NONLIN = {"leaky_relu": "torch.nn.LeakyReLU", "relu": "torch.nn.ReLU", "relu6": 
 NNUNET_FOREGROUND_OVERSAMPLING = 0.33
 
 
+def nnunet_mirror_axes(sc_axes: list[int], transpose_forward: list[int]) -> list[int]:
+    """selfconfig's mirror axes (image array order) as nnU-Net's (its transposed order)."""
+    return [i for i, t in enumerate(transpose_forward) if t in set(sc_axes)]
+
+
 class ConversionError(ValueError):
     """The selfconfig configuration has no nnU-Net counterpart (e.g. a ResNet encoder)."""
 
@@ -134,6 +139,12 @@ def convert_configuration(nn_plans: dict, sc_plans: dict, sc_configuration: str,
     if any(s == "zscore" for s in sc["normalization"]) and any(base_cfg.get("use_mask_for_norm", [])):
         unmatched.append("z-score normalisation inside nnU-Net's non-zero mask (use_mask_for_norm), selfconfig "
                          "over its own mask rule")
+    sc_axes = sc.get("mirror_axes")
+    sc_axes = list(range(dim)) if sc_axes is None else [int(a) for a in sc_axes]
+    if sorted(sc_axes) != list(range(dim)):
+        unmatched.append(f"mirroring: selfconfig mirrors only axes {sc_axes} ({sc.get('mirror_axes_reason') or 'its plan'}), "
+                         f"nnU-Net's trainer every axis unless told (nnunet_bench.py --mirror-axes "
+                         f"{' '.join(str(a) for a in nnunet_mirror_axes(sc_axes, tf))})")
     if tf != list(range(dim)):
         unmatched.append(f"axes: nnU-Net transposes them ({tf}); spacing, patch, kernels and strides were permuted")
     return cfg, unmatched
@@ -156,6 +167,10 @@ def add_configuration(nnunet_plans: Path, selfconfig_plans: Path, sc_configurati
               "features_per_stage": cfg["architecture"]["arch_kwargs"]["features_per_stage"],
               "normalization": cfg["normalization_schemes"], "use_mask_for_norm": cfg.get("use_mask_for_norm"),
               "selfconfig_estimated_iteration_seconds": sc.get("estimated_iteration_seconds"),
+              "selfconfig_mirror_axes": sc.get("mirror_axes"),
+              "selfconfig_mirror_axes_as_nnunet": nnunet_mirror_axes(
+                  list(range(len(cfg["patch_size"]))) if sc.get("mirror_axes") is None else sc["mirror_axes"],
+                  list(nn_plans.get("transpose_forward", range(len(cfg["patch_size"]))))),
               "unmatched": unmatched}
     Path(nnunet_plans).with_name(f"{name}_conversion.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -223,7 +223,7 @@ def test_score_folder_and_report(tmp_path):
         "cross_check": {"selfconfig_evaluation": 0.2, "nnunet_evaluation": 0.2, "difference": 0.0}}
     means = vs.mean_over_seeds(res)
     assert means[("selfconfig", 20)]["mean"] == pytest.approx(0.8) and means[("selfconfig", 10)]["seeds"] == [0, 1]
-    assert means[("nnunet", 10)]["mean"] == pytest.approx(0.1)
+    assert means[("nnU-Net v2", 10)]["mean"] == pytest.approx(0.1) and means[("nnU-Net v2", 10)]["tool"] == "nnunet"
     f = tmp_path / "iterations_20.json"
     f.write_text(json.dumps(res))
     md, png = vs.write_report([f], tmp_path / "report")
@@ -252,3 +252,22 @@ def test_predict_and_minutes_tables():
     assert "| nnU-Net v2 | 3.50 | 1500 | 2000 | True |" in text
     assert "| nnU-Net v2 | 3d_fullres | [80, 96, 80] | 2 | 17 | 3000 | 4000 |" in text
     assert "| nnU-Net v2 | 0 | 17 | 9.9 | 35.00 | 0.004 | 0.004 |" in text
+
+
+def test_mirror_axes_reach_nnunet_and_name_the_run():
+    p = sc_plans()
+    p["configurations"]["3d"].update(mirror_axes=[0, 1], mirror_axes_reason="left/right classes along x")
+    _, unmatched = plans_mod.convert_configuration(nn_plans(), p, "3d")
+    assert any("mirrors only axes [0, 1] (left/right classes along x)" in u and "--mirror-axes 0 1" in u
+               for u in unmatched)
+    assert plans_mod.nnunet_mirror_axes([0, 1], [2, 0, 1]) == [1, 2]  # z, y sit at nnU-Net's axes 1, 2
+    setup = {"conversion": {"selfconfig_mirror_axes_as_nnunet": [0, 1]}}
+    assert vs.resolve_mirror_axes(None, setup) is None
+    assert vs.resolve_mirror_axes(["selfconfig"], setup) == [0, 1]
+    assert vs.resolve_mirror_axes(["2"], setup) == [2]
+    with pytest.raises(SystemExit):
+        vs.resolve_mirror_axes(["x"], setup)
+    assert vs.variant("nnunet", "fp32", None) == ("", "nnU-Net v2")
+    assert vs.variant("nnunet", "fp32", [0, 1]) == ("_mirror01", "nnU-Net v2 (mirror axes 0, 1)")
+    assert vs.variant("selfconfig", "bf16", [0, 1]) == ("_bf16", "selfconfig (bf16)")
+    assert vs.pred_name("nnunet", 250, False) == "nnunet_pred_nomirror_250"
