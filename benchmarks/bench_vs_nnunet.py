@@ -58,7 +58,7 @@ import nnunet_plans  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 SC_TRAINER = "selfconfig_snapshots:ScratchSnapshots"
 SC_TRAINER_NAME = "ScratchSnapshots"
-MAKERS = {"MNI152_TISSUE": "make_mni152_tissue.py", "COLIN27_AAL": "make_colin27_aal.py"}
+MAKERS = {"MNI152_TISSUE": "make_mni152_tissue.py", "MNI152_AAL": "make_mni152_aal.py"}
 TOOLS = ("selfconfig", "nnunet")
 LABEL = {"selfconfig": "selfconfig", "nnunet": "nnU-Net v2"}
 

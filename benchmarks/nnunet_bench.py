@@ -16,7 +16,8 @@ The subclass changes only the length of the run:
   schedule is fitted to the shorter run;
 * ``--max-minutes``: a wall-clock budget instead. After the first epoch the number of epochs is set
   to what fits in the budget at the measured time per epoch (the poly schedule's ``max_steps`` with
-  it) and re-fitted after every epoch; the run stops at the end of the epoch that passes the budget;
+  it) and re-fitted after every epoch; the run stops after the last epoch that ends within the
+  budget (at least one epoch, so that there is always a network to predict with);
 * snapshots: the network's weights in nnU-Net's checkpoint format after the iterations in
   ``--snapshots`` (``snapshot_<it>.pth``, with the loop's seconds so far);
 * no final validation (``perform_actual_validation`` is not called), nothing else changed;
@@ -121,7 +122,7 @@ def make_trainer_class(iterations: int | None, iters_per_epoch: int, snapshots: 
             budget = max_minutes * 60
             spent = self.loop_seconds()
             per_epoch = spent / self.current_epoch
-            if spent + 0.5 * per_epoch >= budget:  # the next epoch would end past the budget: stop here
+            if spent + per_epoch > budget:  # the next epoch would end past the budget: stop here
                 self.num_epochs = self.current_epoch
                 self.bench_time_limited = True
             else:

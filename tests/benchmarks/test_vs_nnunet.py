@@ -271,3 +271,20 @@ def test_mirror_axes_reach_nnunet_and_name_the_run():
     assert vs.variant("nnunet", "fp32", [0, 1]) == ("_mirror01", "nnU-Net v2 (mirror axes 0, 1)")
     assert vs.variant("selfconfig", "bf16", [0, 1]) == ("_bf16", "selfconfig (bf16)")
     assert vs.pred_name("nnunet", 250, False) == "nnunet_pred_nomirror_250"
+
+
+def test_aal_regions_group_into_lobes_per_side():
+    aal = _load("make_mni152_aal")
+    regions = [(2001, "Precentral_L"), (2002, "Precentral_R"), (4101, "Hippocampus_L"), (5001, "Calcarine_L"),
+               (8111, "Temporal_Pole_Sup_R"), (7101, "Caudate_R"), (9001, "Cerebelum_Crus1_L"), (9100, "Vermis_1_2"),
+               (6201, "Parietal_Sup_L"), (5401, "Fusiform_R")]
+    mapping, labels = aal.label_map(regions, "lobes")
+    assert len(labels) == 16 and labels["background"] == 0 and labels["vermis"] == 15
+    named = {v: next(n for n, i in labels.items() if i == mapping[v]) for v, _ in regions}
+    assert named == {2001: "frontal_left", 2002: "frontal_right", 4101: "limbic_left", 5001: "occipital_left",
+                     8111: "temporal_right", 7101: "deep_grey_right", 9001: "cerebellum_left", 9100: "vermis",
+                     6201: "parietal_left", 5401: "temporal_right"}
+    mapping, labels = aal.label_map(regions, "all")
+    assert mapping[2001] == 1 and mapping[5401] == 10 and labels["Fusiform_R"] == 10 and len(labels) == 11
+    with pytest.raises(ValueError, match="Brainstem_L"):
+        aal.label_map([(1, "Brainstem_L")], "lobes")
