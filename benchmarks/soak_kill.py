@@ -180,7 +180,8 @@ def check_plan(work: Path, ref: Path | None) -> list[str]:
     problems = []
     try:
         Plans.load(pre / "plans.json")
-        json.loads((pre / "splits.json").read_text())
+        if (pre / "splits.json").exists():  # written by the first training, not by preprocessing
+            json.loads((pre / "splits.json").read_text())
         json.loads((pre / "fingerprint.json").read_text())
     except Exception as e:  # noqa: BLE001 - any failure to load is a finding
         return [f"an output does not load: {type(e).__name__}: {e}"]

@@ -201,7 +201,7 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
                     **base_meta(data, hp), "pool_size": len(pool)}
     spec = RunSpec(out_dir, f"pretrain {strategy_cls.name}",
                    f"{data.dataset} pre-training {strategy_cls.name} ({task_cls.name}) {data.configuration}", meta, hp,
-                   checkpoint=_exporter(out_dir, meta), desc=f"pretrain {task_cls.name}")
+                   checkpoint=_exporter(out_dir, meta, strategy_cls), desc=f"pretrain {task_cls.name}")
     log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
              "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
              len(val_refs), data.config.patch_size, batch_size(hp, data.config), state.epochs, state.iters_per_epoch,
@@ -213,20 +213,22 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     if not (out_dir / CHECKPOINT_NAME).is_file():  # never report a checkpoint that was not written
         raise CheckpointError(f"pre-training of {strategy_cls.name} ended without writing {out_dir / CHECKPOINT_NAME} "
                               f"({state.epoch} of {state.epochs} epochs)")
-    summary = _summary(strategy_cls, task, state)
-    if dist.is_writer():
-        write_json(out_dir / SUMMARY_NAME, summary)
+    summary = _summary(strategy_cls, task, state)  # written by the exporter, before checkpoint.pt
     _log_summary(strategy_cls.name, summary)
     return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
 
 
-def _exporter(out_dir: Path, meta) -> type[CheckpointCallback]:
+def _exporter(out_dir: Path, meta, strategy_cls) -> type[CheckpointCallback]:
     """The pre-training's checkpoint callback: it also writes ``checkpoint.pt`` at the end, the
-    transferable weights, what a fine-tuning run loads."""
+    transferable weights, what a fine-tuning run loads. ``pretrain_summary.json`` is written
+    before it, so that a pre-training killed at any moment never leaves a ``checkpoint.pt``
+    (which a rerun takes as finished) without its summary."""
 
     class _Export(CheckpointCallback):
         def on_fit_end(self, module, st):
             super().on_fit_end(module, st)
+            if dist.is_writer():
+                write_json(out_dir / SUMMARY_NAME, _summary(strategy_cls, module, st))
             payload = {**meta(), "loop": st.to_dict(),
                        "pretrained": {"state_dict": module.transferable_state(),
                                       "groups": {t: list(module.transfer_groups(t))

@@ -179,3 +179,30 @@ def test_a_generator_no_better_than_its_input_is_flagged():
                                    claims_for("SKIN_SEG", "SurrogateColor"), {"SurrogateColor": s})
     assert "WARNING: the SurrogateColor pre-training ended no better than an output that learned nothing**" in text
     assert "The SurrogateColor pre-training ended no better than an output that learned nothing (see above)" in text
+
+
+def test_a_pretraining_killed_while_exporting_leaves_no_checkpoint_without_summary(planned, roots, monkeypatch):
+    """A rerun takes ``checkpoint.pt`` as a finished pre-training, so its summary is written first:
+    a kill while ``checkpoint.pt`` is written (found by benchmarks/soak_kill.py) leaves the summary,
+    and the rerun pre-trains again (no checkpoint.pt) and reports it."""
+    import selfconfig.pretext.run as pretext_run
+    from selfconfig.utils import read_json
+
+    planned("PK", task="segmentation", dim=3, configurations=["3d"])
+    real_save = pretext_run.save_checkpoint
+
+    def killed_at_export(path, payload):
+        if path.name == pretext_run.CHECKPOINT_NAME:
+            raise KeyboardInterrupt("killed while writing checkpoint.pt")
+        return real_save(path, payload)
+
+    monkeypatch.setattr(pretext_run, "save_checkpoint", killed_at_export)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretraining("SurrogateFlip", "PK", hyperparameters=PRE, roots=roots, progress=False)
+    monkeypatch.undo()
+    folder = open_dataset("PK", roots=roots).pretrain_dir("SurrogateFlip")
+    assert not (folder / pretext_run.CHECKPOINT_NAME).exists()
+    assert read_json(folder / "pretrain_summary.json")["iterations"] == 2
+    rerun = run_pretraining("SurrogateFlip", "PK", hyperparameters=PRE, roots=roots, progress=False)
+    assert (folder / pretext_run.CHECKPOINT_NAME).is_file()
+    assert rerun.summary["iterations"] == 2 and read_json(folder / "pretrain_summary.json") == rerun.summary
