@@ -476,7 +476,7 @@ def cmd_iterations(args) -> int:
             if not args.train_only:
                 result["runs"][key]["points"] = score_snapshots(w, setup, tool, summary, tag, not args.no_mirroring,
                                                                 args.selfconfig_precision)
-            common.write_json(out, result)
+            result = merge_result(out, result, [key])
     if not args.train_only and not result.get("cross_check"):
         key = next((k for k in result["runs"] if k.startswith("nnunet")), None)
         if key and result["runs"][key].get("points"):
@@ -485,12 +485,35 @@ def cmd_iterations(args) -> int:
             pred = w.runs / run["tag"] / pred_name("nnunet", last["iterations"], last.get("predict_mirroring", True))
             result["cross_check"] = nnunet_cross_check(w, setup, pred, last["test_mean_dice"],
                                                        f"it{args.iterations}_cross_check")
-    common.write_json(out, result)
+    result = merge_result(out, result, [])
     if not args.train_only:
         write_report([out], w.root / f"iterations_{args.iterations}")
     print_runs(result)
     print(f"wrote {out}")
     return 0
+
+
+def merge_result(out: Path, result: dict, keys: list[str] | None = None) -> dict:
+    """Write ``result`` to ``out`` without losing runs that another process (e.g. ``--tool nnunet``
+    in the other CPU slot) wrote there meanwhile: the file's runs are read again under a lock, ours
+    (those in ``keys``; None: all) replace theirs, the other fields are ours, and the merged result
+    is written atomically and returned."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = json.loads(out.read_text()) if out.is_file() else {}
+        runs = dict(current.get("runs", {}))
+        ours = result.get("runs", {})
+        runs.update(ours if keys is None else {k: ours[k] for k in keys})
+        merged = {**current, **{k: v for k, v in result.items() if k != "runs"}, "runs": runs}
+        if current.get("cross_check") and not result.get("cross_check"):
+            merged["cross_check"] = current["cross_check"]
+        tmp = out.with_suffix(".tmp")
+        common.write_json(tmp, merged)
+        os.replace(tmp, out)
+    return merged
 
 
 def variant(tool: str, precision: str, nnunet_axes: list[int] | None) -> tuple[str, str]:
@@ -546,9 +569,9 @@ def cmd_minutes(args) -> int:
                                    iters_per_epoch=args.nnunet_iters_per_epoch, force=args.retrain)
             plan = {"configuration": "3d_fullres", **setup["nnunet_3d_fullres"]}
         points = score_snapshots(w, setup, tool, summary, tag, not args.no_mirroring, "auto")
-        result["runs"][f"{tool}/seed{args.seed}"] = {"tool": tool, "seed": args.seed, "plan": plan,
-                                                     "training": summary, "points": points}
-        common.write_json(out, result)
+        key = f"{tool}/seed{args.seed}"
+        result["runs"][key] = {"tool": tool, "seed": args.seed, "plan": plan, "training": summary, "points": points}
+        result = merge_result(out, result, [key])
     write_report([out], w.root / f"minutes_{args.minutes:g}")
     print_runs(result)
     print(f"wrote {out}")

@@ -288,3 +288,19 @@ def test_aal_regions_group_into_lobes_per_side():
     assert mapping[2001] == 1 and mapping[5401] == 10 and labels["Fusiform_R"] == 10 and len(labels) == 11
     with pytest.raises(ValueError, match="Brainstem_L"):
         aal.label_map([(1, "Brainstem_L")], "lobes")
+
+
+def test_results_of_two_processes_merge(tmp_path):
+    out = tmp_path / "iterations_20.json"
+    # both start from an empty file (one runs --tool selfconfig, the other --tool nnunet)
+    mine = {"kind": "iterations", "runs": {"selfconfig/seed0": {"tool": "selfconfig", "n": 1}}}
+    theirs = {"kind": "iterations", "runs": {"nnunet/seed0": {"tool": "nnunet", "n": 1}}}
+    vs.merge_result(out, mine, ["selfconfig/seed0"])
+    merged = vs.merge_result(out, theirs, ["nnunet/seed0"])
+    assert set(merged["runs"]) == {"selfconfig/seed0", "nnunet/seed0"}
+    theirs["runs"]["nnunet/seed0"]["n"] = 2  # their newer copy
+    vs.merge_result(out, theirs, ["nnunet/seed0"])
+    mine["cross_check"] = {"difference": 0.0}
+    final = vs.merge_result(out, mine, [])  # only our top-level fields; our stale copy of theirs stays out
+    assert final["runs"]["nnunet/seed0"]["n"] == 2 and final["cross_check"] == {"difference": 0.0}
+    assert json.loads(out.read_text()) == final and not out.with_suffix(".tmp").exists()
