@@ -588,15 +588,20 @@ def cmd_predict(args) -> int:
     result = {"kind": "predict", "dataset": setup["dataset"], "iterations": args.iterations, "seed": args.seed,
               "mirroring": mirroring, "precision": "fp32", "repeats": args.repeats, "tile_step_size": 0.5,
               "n_test_cases": len(setup["test_ids"]), "machine": common.machine_info(), "runs": {}}
+    axes = resolve_mirror_axes(args.nnunet_mirror_axes, setup)
+    result["mirror_axes"] = {"selfconfig": setup["conversion"].get("selfconfig_mirror_axes"),
+                             "nnunet": axes if axes is not None else "all (its own)"}
     for tool in TOOLS:
-        summary_file = w.runs / tag / f"{tool}_summary.json"
+        suffix, _ = variant(tool, "fp32", axes)
+        summary_file = w.runs / f"{tag}{suffix}" / f"{tool}_summary.json"
         if not summary_file.is_file():
-            sys.exit(f"{summary_file} not found: run `iterations --iterations {args.iterations} --seeds {args.seed}` first")
+            sys.exit(f"{summary_file} not found: run `iterations --iterations {args.iterations} --seeds {args.seed}` "
+                     f"(with the same --nnunet-mirror-axes) first")
         summary = json.loads(summary_file.read_text())
         snap = next((s for s in summary["snapshots"] if s["iterations"] == args.iterations), summary["snapshots"][-1])
         reps = []
         for r in range(args.repeats):
-            pred = w.runs / tag / f"predict_{tool}_{args.mirroring}_rep{r}"
+            pred = w.runs / f"{tag}{suffix}" / f"predict_{tool}_{args.mirroring}_rep{r}"
             if tool == "selfconfig":
                 timing, m = predict_selfconfig(w, setup, Path(summary["run_dir"]), Path(snap["path"]), pred,
                                                mirroring=mirroring, precision="fp32", log_name=f"{tag}_predict_{tool}_{r}")
@@ -806,6 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--repeats", type=int, default=2)
     q.add_argument("--mirroring", choices=["on", "off"], default="on")
+    q.add_argument("--nnunet-mirror-axes", nargs="*",
+                   help="the nnU-Net run trained with these mirror axes ('selfconfig': selfconfig's), as in iterations")
     q.add_argument("--out")
 
     r = sub.add_parser("report", help="tables and figure from the JSON files")
