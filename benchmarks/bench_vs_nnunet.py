@@ -280,7 +280,7 @@ def train_selfconfig(w: Work, setup: dict, tag: str, seed: int, snapshots: list[
                "seconds_per_iteration": round(loop / n, 4) if n and loop else None,
                "training_time": timing, "snapshots": snaps, "run_dir": str(run_dir),
                "peak_tree_pss_mb": round(m.peak_tree_pss_mb, 1), "peak_tree_rss_mb": round(m.peak_tree_rss_mb, 1),
-               "torch_threads_env": os.environ.get("OMP_NUM_THREADS")}
+               "max_processes": m.max_processes, "torch_threads_env": os.environ.get("OMP_NUM_THREADS")}
     common.write_json(summary_file, summary)
     return summary
 
@@ -316,7 +316,8 @@ def train_nnunet(w: Work, setup: dict, tag: str, seed: int, snapshots: list[int]
     m = run_step(cmd, w.nn_env(), w.logs / f"{tag}_nnunet_train.log", f"nnU-Net train {tag}", interval=1.0)
     summary = json.loads(summary_file.with_suffix(".tmp.json").read_text())
     summary.update(peak_tree_pss_mb=round(m.peak_tree_pss_mb, 1), peak_tree_rss_mb=round(m.peak_tree_rss_mb, 1),
-                   wall_seconds_process=round(m.wall_s, 2), torch_threads_env=os.environ.get("OMP_NUM_THREADS"))
+                   wall_seconds_process=round(m.wall_s, 2), max_processes=m.max_processes,
+                   torch_threads_env=os.environ.get("OMP_NUM_THREADS"))
     common.write_json(summary_file, summary)
     summary_file.with_suffix(".tmp.json").unlink()
     return summary

@@ -25,7 +25,9 @@ The subclass changes only the length of the run:
   at inference (nnU-Net mirrors along every axis of a 3D patch; mirroring left-right is wrong for
   labels that name a side);
 * device cpu; torch threads as the environment sets them (OMP_NUM_THREADS); data augmentation
-  processes: ``nnUNet_n_proc_DA`` (nnU-Net's own variable; its default is min(12, CPUs)).
+  processes: ``nnUNet_n_proc_DA`` (nnU-Net's own variable; its default is min(12, CPUs));
+* ``--seed`` seeds python, numpy and torch in the main process; nnU-Net's augmentation workers
+  draw their own random numbers, so two runs with one seed are not identical.
 
 ``summary.json`` in the fold folder: iterations, epochs, seconds per iteration, mirror axes,
 snapshot paths. ``predict`` runs nnUNetPredictor (tile step 0.5, Gaussian weighting, fp32 on the
