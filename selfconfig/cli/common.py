@@ -36,6 +36,25 @@ def add_logger_arg(parser: argparse.ArgumentParser) -> None:
                              "(<run folder>/tensorboard; needs: pip install 'selfconfig[tracking]')")
 
 
+#: the convergence rule's flags (``--converge-patience`` sets ``converge_patience`` ...)
+CONVERGE_KEYS = ("converge_patience", "converge_margin", "converge_tail", "converge_interval")
+
+
+def add_convergence_args(parser: argparse.ArgumentParser, dest: str = "until_converged", what: str = "run") -> None:
+    """``--until-converged`` and the rule's parameters (documentation/training.md, "Train until converged")."""
+    g = parser.add_argument_group("train until converged (documentation/training.md)")
+    g.add_argument("--until-converged", dest=dest, action="store_const", const=True,
+                   help=f"score the {what} at regular intervals (validation on whole scans; a pre-training: its "
+                        f"held-out pretext score), keep checkpoint_best, and after a plateau anneal the learning "
+                        f"rate to zero and stop; --epochs and --max-minutes stay caps")
+    g.add_argument("--converge-patience", type=int, help="scores in a row without a gain above the margin (default 5)")
+    g.add_argument("--converge-margin", type=float, help="the gain that counts, in the score's units (default 0.005)")
+    g.add_argument("--converge-tail", type=float,
+                   help="annealing tail as a fraction of the iterations trained before the plateau (default 0.1)")
+    g.add_argument("--converge-interval", type=float,
+                   help="scoring spacing as a fraction of the run's horizon, at least an epoch (default 0.03)")
+
+
 def add_wait_arg(parser: argparse.ArgumentParser, what: str = "run") -> None:
     parser.add_argument("--wait", action="store_true",
                         help=f"when another process holds the {what} folder, wait for it to finish instead of "

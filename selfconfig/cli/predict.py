@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-frac", "--fraction", type=float, help="label fraction of the run (default: the only one trained)")
     p.add_argument("-f", "--folds", nargs="+", help="folds to ensemble (default: every finished fold)")
     add_plans_arg(p)
-    p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"], help="which checkpoint")
+    p.add_argument("-chk", "--checkpoint", default="final", choices=["final", "best", "latest"],
+                   help="which checkpoint of each fold: final (default; after the annealing tail of a run trained "
+                        "until converged), best (the best validation score: whole scans with --until-converged), "
+                        "latest (an interrupted run)")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation")
     p.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities.npz")
     p.add_argument("--postprocessing", help="post-processing file written by selfconfig_find_best_configuration "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
+from selfconfig.cli.common import (CONVERGE_KEYS, add_common_args, add_convergence_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
                                    add_wait_arg, roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write checkpoint_latest whenever this many minutes passed since the last (default 5)")
     p.add_argument("--overwrite", action="store_true", help="pre-train again even if a checkpoint exists")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
+    add_convergence_args(p, dest="pretrain_until_converged", what="pre-training")
     add_distributed_args(p)
     add_tag_arg(p)
     add_logger_arg(p)
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"pretrain_epochs": args.epochs, "pretrain_iters_per_epoch": args.iters_per_epoch,
                  "pretrain_lr": args.lr, "val_iters": args.val_iters, "batch_size": args.batch_size,
                  "num_workers": args.num_workers, "precision": args.precision,
-                 "pretrain_max_minutes": args.max_minutes, "checkpoint_minutes": args.checkpoint_minutes}
+                 "pretrain_max_minutes": args.max_minutes, "checkpoint_minutes": args.checkpoint_minutes,
+                 "pretrain_until_converged": args.pretrain_until_converged,
+                 **{k: getattr(args, k) for k in CONVERGE_KEYS}}
     from selfconfig.training.tracking import use_loggers
 
     with use_loggers(args.logger):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfconfig.cli.common import (add_common_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
+from selfconfig.cli.common import (CONVERGE_KEYS, add_common_args, add_convergence_args, add_logger_arg, add_plans_arg, add_root_args, add_tag_arg,
                                    add_wait_arg, roots_from, run, setup_logging)
 from selfconfig.cli.launch import add_distributed_args, launch, wants_launch
 from selfconfig.cli.validate import Parser, parse
@@ -37,6 +37,8 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrain-iters-per-epoch", type=int)
     g.add_argument("--pretrain-lr", type=float)
     g.add_argument("--pretrain-max-minutes", type=float, help="surrogate strategies: wall-clock budget of the pre-training")
+    g.add_argument("--pretrain-until-converged", action="store_const", const=True,
+                   help="surrogate strategies: pre-train until the held-out pretext score converged")
     g.add_argument("--pretrained-weights", help="ImageNet: a torchvision-format ResNet state dict (or another "
                                                 "EfficientNet-Lite0 file)")
     g.add_argument("--inflate-3d", action="store_const", const=True,
@@ -51,7 +53,7 @@ def add_hyperparameter_args(p: argparse.ArgumentParser) -> None:
 HP_KEYS = ("epochs", "iters_per_epoch", "val_iters", "lr", "warmup_fraction", "optimizer", "batch_size", "seed", "num_workers", "checkpoint_every",
            "checkpoint_minutes", "class_weights", "augment", "final_validation", "precision", "pretrain_epochs",
            "pretrain_iters_per_epoch", "pretrain_lr", "pretrained_weights", "inflate_3d", "max_minutes",
-           "pretrain_max_minutes", "save_probabilities")
+           "pretrain_max_minutes", "save_probabilities", "until_converged", "pretrain_until_converged", *CONVERGE_KEYS)
 
 
 #: iteration counts a run cannot do without (0 would train nothing and fail later, unclearly)
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the available trainers and exit")
     add_distributed_args(p)
     add_hyperparameter_args(p)
+    add_convergence_args(p)
     add_tag_arg(p)
     add_logger_arg(p)
     add_root_args(p)

@@ -30,13 +30,13 @@ class Parser(argparse.ArgumentParser):
 INT_AT_LEAST = {
     "epochs": 1, "iters_per_epoch": 1, "val_iters": 1, "pretrain_epochs": 1, "pretrain_iters_per_epoch": 1,
     "batch_size": 1, "checkpoint_every": 1, "num_workers": 0, "seed": 0, "num_processes": 1, "cases": 1,
-    "workers": 1, "overwrite_id": 1,
+    "workers": 1, "overwrite_id": 1, "converge_patience": 1,
 }
 #: float flags that must be finite and > 0
 POSITIVE_FLOATS = ("lr", "pretrain_lr", "gpu_memory_gb", "cpu_seconds", "cpu_gflops", "checkpoint_minutes",
                    "max_minutes", "overwrite_target_spacing")
 #: float flags in (0, 1] (single values or lists)
-UNIT_INTERVAL = ("fraction", "fractions", "step_size")
+UNIT_INTERVAL = ("fraction", "fractions", "step_size", "converge_tail", "converge_interval")
 #: names that become one folder or file name under a root
 PLAIN_NAMES = {"dataset": "dataset name", "tag": "run tag", "plans": "plans name", "plans_name": "plans name",
                "configuration": "configuration name", "configurations": "configuration name"}

@@ -69,12 +69,13 @@ def run_cell(cls, data: DatasetContext, cell: Cell, overrides: dict, device: tor
 def _train_and_score(cls, data: DatasetContext, cell: Cell, overrides: dict, device: torch.device, raw_dir: Path,
                      progress: bool) -> list[dict]:
     from selfconfig.inference.validation import validate_run
+    from selfconfig.inference.whole_scan import whole_scan_scorer
     from selfconfig.training.run import train_run
 
     run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
     resume = find_resume_checkpoint(run_dir) is not None
     result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
-                       progress=progress, validate=validate_run)
+                       progress=progress, validate=validate_run, scorer=whole_scan_scorer)
     cases = read_json(run_dir / "cases.json")
     base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
             "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]),

@@ -46,7 +46,9 @@ def find_checkpoints(roots: Roots, dataset: str, trainer: str, plans_name: str, 
     if not base.is_dir():
         raise CheckpointError(f"no runs at {base}; train first: selfconfig_train -d {dataset} -c {configuration} -tr {trainer}")
     if fraction is None:
-        fracs = sorted(p.name for p in base.glob("frac_*") if any(p.glob(f"fold_*/checkpoint_{checkpoint}.pt")))
+        # a fraction with a trained fold (a missing checkpoint of the kind asked for is named below)
+        fracs = sorted(p.name for p in base.glob("frac_*") if any(p.glob(f"fold_*/checkpoint_{checkpoint}.pt"))
+                       or any(p.glob("fold_*/checkpoint_final.pt")))
         if len(fracs) != 1:
             raise CheckpointError(f"{base} holds runs for fractions {', '.join(fracs) or '(none finished)'}; pick one with -frac")
         frac_dir = base / fracs[0]
@@ -55,13 +57,24 @@ def find_checkpoints(roots: Roots, dataset: str, trainer: str, plans_name: str, 
     if folds is None:
         paths = sorted(frac_dir.glob(f"fold_*/checkpoint_{checkpoint}.pt"))
         if not paths:
-            raise CheckpointError(f"no finished fold in {frac_dir}; train one or pick -frac / -f")
+            raise CheckpointError(f"no fold in {frac_dir} has checkpoint_{checkpoint}.pt; "
+                                  f"{_missing_hint(checkpoint)}, or pick -frac / -f")
         return paths
     paths = [frac_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt" for f in folds]
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise CheckpointError(f"{missing[0]} does not exist; train that fold first or choose others with -f")
+        raise CheckpointError(f"{missing[0]} does not exist; {_missing_hint(checkpoint)}, or choose other folds with -f")
     return paths
+
+
+def _missing_hint(checkpoint: str) -> str:
+    """What to do when the checkpoint asked for is not there."""
+    if checkpoint == "best":
+        return ("checkpoint_best.pt is kept only by a run with validation cases (trained with --until-converged: "
+                "the moment of its best whole-scan score); predict with -chk final")
+    if checkpoint == "latest":
+        return "checkpoint_latest.pt exists only while a run is unfinished; predict with -chk final"
+    return "train that fold first"
 
 
 def predict_files(predictor, cases: dict[str, list[Path]], output: Path, save_probabilities: bool = False,

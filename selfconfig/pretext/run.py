@@ -28,6 +28,7 @@ from selfconfig.training.builder import (RunSpec, base_meta, batch_size, find_re
 from selfconfig.training.callbacks import CheckpointCallback
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext
+from selfconfig.training.convergence import ConvergenceRule
 from selfconfig.training.loop import LoopState
 from selfconfig.utils import read_json, write_json
 
@@ -126,6 +127,9 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
             # the classification pretexts warm up like fine-tuning (ClassificationPretext.learning_rate)
             **({"warmup_fraction": hp.warmup_fraction} if issubclass(task_cls, ClassificationPretext) else {}),
             **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True}),
+            **({"until_converged": {"patience": hp.converge_patience, "margin": hp.converge_margin,
+                                    "tail": hp.converge_tail, "interval": hp.converge_interval}}
+               if hp.pretrain_until_converged else {}),
             **({"formulation": task_cls.formulation} if task_cls.formulation else {})}
 
 
@@ -199,9 +203,11 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
     meta = lambda: {"kind": "pretrain", "strategy": strategy_cls.name,  # noqa: E731
                     "pretext_task": f"{task_cls.__module__}:{task_cls.__qualname__}",
                     **base_meta(data, hp), "pool_size": len(pool)}
+    rule = ConvergenceRule.of(hp, pretext=True, metric=f"held-out {task.monitor}")
     spec = RunSpec(out_dir, f"pretrain {strategy_cls.name}",
                    f"{data.dataset} pre-training {strategy_cls.name} ({task_cls.name}) {data.configuration}", meta, hp,
-                   checkpoint=_exporter(out_dir, meta, strategy_cls), desc=f"pretrain {task_cls.name}")
+                   checkpoint=_exporter(out_dir, meta, strategy_cls), desc=f"pretrain {task_cls.name}",
+                   convergence=rule, score=(lambda module, st, logs: logs.get(module.monitor)) if rule else None)
     log.info("pre-training %s (%s) on %d unlabeled case(s) of %s/%s (%d held out), patch %s, batch %d, %d x %d "
              "iterations, %s", strategy_cls.name, task_cls.name, len(train_refs), data.dataset, data.configuration,
              len(val_refs), data.config.patch_size, batch_size(hp, data.config), state.epochs, state.iters_per_epoch,
@@ -241,12 +247,14 @@ def _exporter(out_dir: Path, meta, strategy_cls) -> type[CheckpointCallback]:
 def _summary(strategy_cls, task, state: LoopState) -> dict:
     """What ``pretrain_summary.json`` says: the held-out pretext accuracy against chance, and the run's length."""
     from selfconfig.pretext.base import pretext_summary
+    from selfconfig.training.convergence import summary as convergence_summary
 
     return {"strategy": strategy_cls.name, "pretext_task": strategy_cls.pretext_task.name,
             **pretext_summary(state.history, task.chance_level, accuracy_name=task.accuracy_name,
                               held_out_error=task.held_out_error),
             "iterations": state.global_step, "epochs": state.epoch, "minutes": round(state.elapsed_seconds / 60, 2),
-            "time_limited": state.time_limited}
+            "time_limited": state.time_limited,
+            **({"convergence": convergence_summary(state)} if state.converge is not None else {})}
 
 
 def load_pretrained(path: Path) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 
 from selfconfig.device import pick_device
 from selfconfig.inference.validation import validate_run
+from selfconfig.inference.whole_scan import whole_scan_scorer
 from selfconfig.paths import Roots
 from selfconfig.planning import DEFAULT_PLANS_NAME
 from selfconfig.training.context import open_dataset
@@ -32,7 +33,8 @@ def train(trainer: str, dataset: str | int | None = None, *, configuration: str 
     data = open_dataset(dataset, configuration, plans_name, roots, tag)
     warn_untrainable(data)
     return train_run(cls, data, fold, fraction, hyperparameters, continue_training, overwrite,
-                     setup(pick_device(device)), progress, validate=validate_run, wait=wait)
+                     setup(pick_device(device)), progress, validate=validate_run, wait=wait,
+                     scorer=whole_scan_scorer)
 
 
 def warn_untrainable(data) -> None:

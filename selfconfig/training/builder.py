@@ -30,6 +30,7 @@ from selfconfig.training import distributed as dist
 from selfconfig.training.callbacks import (CheckpointCallback, EpochLogger, ProgressPlot, TimeBudgetReport,
                                            restore_rng_state)
 from selfconfig.training.config import TrainingConfig
+from selfconfig.training.convergence import ConvergenceCallback, ConvergenceRule, Score
 from selfconfig.training.loop import Callback, LoopModule, LoopState, fit
 from selfconfig.training.tracking import tracking_callbacks
 
@@ -252,14 +253,31 @@ class RunSpec:
     checkpoint: type[CheckpointCallback] = CheckpointCallback  # e.g. one that also exports weights at the end
     extra_callbacks: list[Callback] = field(default_factory=list)
     desc: str = ""  # progress bar label; default: name
+    # train until converged: the rule and the run's score (None: the fixed schedule)
+    convergence: ConvergenceRule | None = None
+    score: Score | None = None
 
     def callbacks(self) -> list[Callback]:
-        """The writing callbacks: only the process that writes (rank 0) runs them."""
-        return [EpochLogger(self.name),
-                self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every, minutes=self.hp.checkpoint_minutes),
+        """The writing callbacks: only the process that writes (rank 0) runs them. A run trained
+        until converged keeps as checkpoint_best the moment of its best score, not of the
+        smoothed patch metric."""
+        checkpoint = self.checkpoint(self.folder, self.meta, self.hp.checkpoint_every,
+                                     minutes=self.hp.checkpoint_minutes, ema_best=self.convergence is None)
+        converge = [] if self.convergence is None else [
+            ConvergenceCallback(self.convergence, self.score, checkpoint.keep_best)]
+        return [EpochLogger(self.name), *converge, checkpoint,
                 ProgressPlot(self.folder / "progress.png", self.title),
                 TimeBudgetReport(self.folder / "training_time.json"), *tracking_callbacks(self.folder, self.title),
                 *self.extra_callbacks]
+
+
+class _ShareDecisions(Callback):
+    """Under distributed training only rank 0 scores a run trained until converged: every rank
+    takes its decisions (the annealing tail), so that all stop at the same step."""
+
+    def on_epoch_end(self, module, state: LoopState, logs: dict) -> None:
+        state.converge, state.tail_start, state.stop_step = dist.broadcast_object(
+            (state.converge, state.tail_start, state.stop_step))
 
 
 def restore(module: LoopModule, ckpt: dict) -> LoopState:
@@ -294,7 +312,7 @@ def run_loop(spec: RunSpec, module: LoopModule, state: LoopState, train_batches:
     """
     callbacks: list[Callback] = spec.callbacks() if dist.is_writer() else []
     if dist.is_distributed():
-        callbacks = [dist.SyncCallback(), *callbacks]
+        callbacks = [dist.SyncCallback(), *callbacks, *([_ShareDecisions()] if spec.convergence else [])]
         if not dist.is_writer():
             val_batches, progress = None, False
     state = fit(module, state, train_batches, val_batches, callbacks, progress=progress, ema=spec.hp.ema_best,

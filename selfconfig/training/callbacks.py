@@ -56,10 +56,13 @@ class CheckpointCallback(Callback):
     CPU epochs the metric improves nearly every epoch, and writing each improvement (0.3 s for a
     60 MB checkpoint on a 2-core machine) cost more than the training it interrupted. A kill -9
     loses the improvements since the last ``checkpoint_latest``, as it loses those epochs.
+
+    ``ema_best=False`` (a run trained until converged): the best is chosen by another callback,
+    which calls :meth:`keep_best` (:mod:`selfconfig.training.convergence`: the best whole-scan score).
     """
 
     def __init__(self, folder: Path, meta: Callable[[], dict], every: int = 5, prefix: str = "checkpoint",
-                 minutes: float | None = 5.0):
+                 minutes: float | None = 5.0, ema_best: bool = True):
         self.folder = Path(folder)
         self.meta = meta
         self.every = max(1, int(every))
@@ -67,6 +70,7 @@ class CheckpointCallback(Callback):
         self.seconds = float(minutes) * 60 if minutes else None
         self.last_write = time.monotonic()
         self._pending_best: dict | None = None  # the best epoch's payload, not yet written
+        self.ema_best = ema_best
 
     def _due(self) -> bool:
         return self.seconds is not None and time.monotonic() - self.last_write >= self.seconds
@@ -101,11 +105,15 @@ class CheckpointCallback(Callback):
             save_checkpoint(self.path("best"), self._pending_best)
             self._pending_best = None
 
+    def keep_best(self, module, state: LoopState) -> None:
+        """This moment is the best so far: copy it, to be written with the next checkpoint."""
+        self._pending_best = _cpu_copy(self._payload(module, state))
+
     def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
         ema = state.ema_metric
-        if ema is not None and (state.best_metric is None or ema > state.best_metric):
+        if self.ema_best and ema is not None and (state.best_metric is None or ema > state.best_metric):
             state.best_metric = ema
-            self._pending_best = _cpu_copy(self._payload(module, state))
+            self.keep_best(module, state)
             log.info("new best %s (smoothed): %.4f", module.monitor, ema)
         if (state.epoch % self.every == 0 or self._due()) and state.epoch < state.epochs:
             self.save("latest", module, state)
@@ -135,18 +143,21 @@ class EpochLogger(Callback):
         log.info("%s epoch %d/%d: %s", self.name, state.epoch, state.epochs, " ".join(parts))
 
 
-def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", metric: str | None = None) -> None:
+def plot_progress(history: dict[str, list[float]], path: Path, title: str = "", metric: str | None = None,
+                  converge: dict | None = None) -> None:
     """Loss curves (left) and the validation metric per epoch (right), written atomically."""
     import matplotlib.pyplot as plt
 
-    fig = progress_figure(history, title, metric)
+    fig = progress_figure(history, title, metric, converge)
     atomic_savefig(fig, Path(path), dpi=100)
     plt.close(fig)
 
 
-def progress_figure(history: dict[str, list[float]], title: str = "", metric: str | None = None):
+def progress_figure(history: dict[str, list[float]], title: str = "", metric: str | None = None,
+                    converge: dict | None = None):
     """The progress figure as a matplotlib figure (the caller closes it): the PNG of
-    :func:`plot_progress` and the experiment trackers draw the same one."""
+    :func:`plot_progress` and the experiment trackers draw the same one. ``converge`` (a run
+    trained until converged, ``LoopState.converge``): its scores, plateau and stop on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,11 +173,25 @@ def progress_figure(history: dict[str, list[float]], title: str = "", metric: st
             ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
-        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    if converge:
+        _draw_convergence(axes[1], converge)
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _draw_convergence(ax, rec: dict) -> None:
+    """The scores of a run trained until converged, its plateau and why it stopped."""
+    if rec.get("curve"):
+        epochs, _, scores = zip(*rec["curve"])
+        ax.plot(epochs, scores, "o-", color="black", label="score (whole scans)")
+    if rec.get("plateau_epoch"):
+        ax.axvline(rec["plateau_epoch"], color="red", ls="--", label=f"plateau (epoch {rec['plateau_epoch']})")
+    if rec.get("stop_reason"):
+        ax.set_title(f"stopped: {rec['stop_reason']}", fontsize=9)
 
 
 class ProgressPlot(Callback):
@@ -185,7 +210,7 @@ class ProgressPlot(Callback):
         self._drawn_epochs = -1  # the number of epochs the file shows
 
     def _draw(self, module, state: LoopState) -> None:
-        plot_progress(state.history, self.path, self.title, getattr(module, "monitor", None))
+        plot_progress(state.history, self.path, self.title, getattr(module, "monitor", None), converge=state.converge)
         self._last = time.monotonic()
         self._drawn_epochs = state.epoch
 
@@ -206,19 +231,24 @@ class ProgressPlot(Callback):
 
 class TimeBudgetReport(Callback):
     """Writes ``training_time.json`` at the end of a run that had a wall-clock budget
-    (``--max-minutes``): whether the budget ended it, after how many iterations and minutes."""
+    (``--max-minutes``) or trained until converged: whether the budget ended it, after how many
+    iterations and minutes; and the convergence rule's scores, plateau and stop reason."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def on_fit_end(self, module, state: LoopState) -> None:
-        if not state.max_seconds:
+        if not state.max_seconds and state.converge is None:
             return
+        from selfconfig.training.convergence import summary
         from selfconfig.utils import write_json
 
-        info = {"max_minutes": round(state.max_seconds / 60, 3), "time_limited": bool(state.time_limited),
+        info = {"max_minutes": round(state.max_seconds / 60, 3) if state.max_seconds else None,
+                "time_limited": bool(state.time_limited),
                 "iterations": int(state.global_step), "minutes": round(state.elapsed_seconds / 60, 3),
                 "epochs": int(state.epoch), "iterations_per_epoch": int(state.iters_per_epoch)}
+        if state.converge is not None:
+            info["convergence"] = summary(state)
         write_json(self.path, info)
         if state.time_limited:
             log.info("time-limited run: %d iteration(s) in %.1f of %.1f minute(s)", info["iterations"],

@@ -40,6 +40,16 @@ class TrainingConfig:
     # epochs x iterations, and a run that reaches the cap stops there, before its decay has ended;
     # a run that fits trains exactly the same iterations however busy the machine is
     fit_schedule_to_minutes: bool = True
+    # train until converged (documentation/training.md, selfconfig.training.convergence): score at regular
+    # intervals (validation on whole scans; a pre-training: its held-out pretext score), keep the best,
+    # and after a plateau anneal the learning rate to zero over a short tail and stop; epochs and
+    # max_minutes stay caps
+    until_converged: bool = False
+    pretrain_until_converged: bool = False
+    converge_patience: int = 5  # scores in a row without a gain above converge_margin: a plateau
+    converge_margin: float = 0.005  # in the score's units (Dice, kappa, AUC, pretext accuracy)
+    converge_tail: float = 0.1  # the annealing tail, as a fraction of the iterations trained before it
+    converge_interval: float = 0.03  # scoring spacing, as a fraction of the run's horizon (at least an epoch)
     # pre-training (surrogate strategies)
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50
@@ -74,7 +84,7 @@ class TrainingConfig:
             raise ConfigurationError(f"hyperparameter {name} = {value!r} is invalid: {rule}")
 
         for name in ("epochs", "iters_per_epoch", "val_iters", "checkpoint_every", "pretrain_epochs",
-                     "pretrain_iters_per_epoch"):
+                     "pretrain_iters_per_epoch", "converge_patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, v, "it must be an integer of at least 1")
@@ -88,9 +98,13 @@ class TrainingConfig:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 bad(name, v, "it must be a finite number greater than 0")
+        for name in ("converge_tail", "converge_interval"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+                bad(name, v, "it must be above 0 and at most 1")
         if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
             bad("warmup_fraction", self.warmup_fraction, "it must be at least 0 and below 1")
-        for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent"):
+        for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent", "converge_margin"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(name, v, "it must be a finite number of at least 0")

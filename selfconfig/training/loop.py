@@ -56,17 +56,35 @@ class LoopState:
     planned_steps: int | None = None
     time_limited: bool = False
     fit_to_time: bool = True  # False: max_seconds is a hard cap; the schedule keeps epochs x iterations
+    # train until converged (selfconfig.training.convergence): the rule's record, and the annealing
+    # tail once it found a plateau (the learning rate falls to zero from tail_start to stop_step)
+    converge: dict | None = None
+    tail_start: int | None = None
+    stop_step: int | None = None
 
     @property
     def total_steps(self) -> int:
         full = self.epochs * self.iters_per_epoch
         return min(full, self.planned_steps) if self.planned_steps else full
 
+    def schedule_point(self) -> tuple[int, int, float]:
+        """``(step, total, factor)``: the learning rate of this step is the schedule's at ``step`` of
+        ``total`` times ``factor``; in an annealing tail the schedule stays where the tail began
+        and ``factor`` falls linearly to zero at ``stop_step``."""
+        if self.tail_start is None:
+            return self.global_step, self.total_steps, 1.0
+        left = max(0, self.stop_step - self.global_step)
+        return self.tail_start, self.total_steps, left / max(self.stop_step - self.tail_start, 1)
+
+    @property
+    def tail_done(self) -> bool:
+        return self.stop_step is not None and self.global_step >= self.stop_step
+
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("epochs", "iters_per_epoch", "epoch", "step_in_epoch", "global_step",
                                                "history", "partial", "best_metric", "ema_metric", "finished",
                                                "max_seconds", "elapsed_seconds", "planned_steps", "time_limited",
-                                               "fit_to_time")}
+                                               "fit_to_time", "converge", "tail_start", "stop_step")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LoopState":
@@ -240,15 +258,15 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
         bar = tqdm(total=state.iters_per_epoch, initial=state.step_in_epoch, disable=not progress, leave=False,
                    desc=f"{desc} epoch {state.epoch + 1}/{state.epochs}")
         t0 = time.perf_counter()
-        out_of_time = budget.used_up()
-        while state.step_in_epoch < state.iters_per_epoch and not out_of_time:
+        ended = budget.used_up() or state.tail_done
+        while state.step_in_epoch < state.iters_per_epoch and not ended:
             batch = next(stream)
             logs = module.train_step(batch, state)
             for k, v in logs.items():
                 state.partial.setdefault(k, []).append(float(v))
             state.step_in_epoch += 1
             state.global_step += 1
-            out_of_time = budget.after_step()
+            ended = budget.after_step() or state.tail_done
             bar.update()
             if "loss" in logs:
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
@@ -265,22 +283,35 @@ def _run_epochs(module, state, stream, val_batches, callbacks, progress, ema, de
             outputs = [module.validation_step(b) for b in val_batches()]
             epoch_logs.update(module.validation_end(outputs))
         budget.tick()
-        metric = epoch_logs.get(module.monitor)
-        if metric is not None and not math.isnan(metric):
-            state.ema_metric = metric if state.ema_metric is None else ema * state.ema_metric + (1 - ema) * metric
-            epoch_logs[f"ema_{module.monitor}"] = state.ema_metric
-        for k, v in epoch_logs.items():
-            state.history.setdefault(k, []).append(float(v))
-        state.epoch += 1
-        state.step_in_epoch = 0
-        state.partial = {}
-        if out_of_time and state.global_step < state.epochs * state.iters_per_epoch:
-            # the budget ends the run here: this (possibly shorter) epoch is the last one
-            state.time_limited = True
-            state.epochs = state.epoch
-            log.info("time budget of %.1f min reached after %d iteration(s) (%.1f min): stopping", state.max_seconds / 60,
-                     state.global_step, state.elapsed_seconds / 60)
-        elif not out_of_time:
+        _end_epoch(module, state, epoch_logs, ema)
+        if ended and state.global_step < state.epochs * state.iters_per_epoch:
+            _stop_early(state)
+        elif not ended:
             budget.after_epoch()
         for cb in callbacks:
             cb.on_epoch_end(module, state, epoch_logs)
+
+
+def _end_epoch(module, state: LoopState, epoch_logs: dict[str, float], ema: float) -> None:
+    """Smooth the monitored metric, add the epoch to the history, start the next epoch."""
+    metric = epoch_logs.get(module.monitor)
+    if metric is not None and not math.isnan(metric):
+        state.ema_metric = metric if state.ema_metric is None else ema * state.ema_metric + (1 - ema) * metric
+        epoch_logs[f"ema_{module.monitor}"] = state.ema_metric
+    for k, v in epoch_logs.items():
+        state.history.setdefault(k, []).append(float(v))
+    state.epoch += 1
+    state.step_in_epoch = 0
+    state.partial = {}
+
+
+def _stop_early(state: LoopState) -> None:
+    """The annealing tail of a converged run, or the wall-clock budget, ends the run with this
+    (possibly shorter) epoch."""
+    state.epochs = state.epoch
+    if state.tail_done:
+        log.info("annealing tail done after %d iteration(s): stopping", state.global_step)
+        return
+    state.time_limited = True
+    log.info("time budget of %.1f min reached after %d iteration(s) (%.1f min): stopping", state.max_seconds / 60,
+             state.global_step, state.elapsed_seconds / 60)

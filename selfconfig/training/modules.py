@@ -60,7 +60,8 @@ class OptimizationMixin:
         return t.to(self.device, non_blocking=True)
 
     def set_lr(self, optimizer: torch.optim.Optimizer, state: LoopState, scale: float = 1.0) -> float:
-        lr = self.lr_fn(state.global_step, state.total_steps) * scale
+        step, total, factor = state.schedule_point()  # an annealing tail scales the rate down to zero
+        lr = self.lr_fn(step, total) * scale * factor
         for g in optimizer.param_groups:
             g["lr"] = lr
         return lr

@@ -25,6 +25,7 @@ from selfconfig.training.cascade import (check_cascade_trainer, prepare_previous
                                          with_previous_stage)
 from selfconfig.training.config import TrainingConfig
 from selfconfig.training.context import DatasetContext, RunContext
+from selfconfig.training.convergence import ConvergenceRule, Score
 from selfconfig.training.loop import LoopState
 from selfconfig.training.modules import SupervisedModule
 from selfconfig.training.trainer import Trainer
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 #: final validation: ``validate(run_dir, data, val_ids, device, tta, progress) -> summary or None``.
 #: Supplied by the layer above (the API function, the experiment grid), which may import inference.
 Validator = Callable[[Path, DatasetContext, list, torch.device, bool, bool], Optional[dict]]
+
+#: whole-scan scoring for ``--until-converged``: ``make(data, val_ids, device, precision) -> score(network)``.
+#: Supplied by the layer above too (:func:`selfconfig.inference.whole_scan.whole_scan_scorer`).
+ScorerFactory = Callable[[DatasetContext, list, torch.device, str], Callable[[torch.nn.Module], float]]
 
 
 @dataclass
@@ -60,7 +65,8 @@ def checkpoint_meta(trainer: Trainer, run: RunContext, hp: TrainingConfig, extra
 def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str = 0, fraction: float = 1.0,
               overrides: dict[str, Any] | None = None, continue_training: bool = False, overwrite: bool = False,
               device: torch.device | None = None, progress: bool = True,
-              validate: Validator | None = None, wait: bool = False) -> RunResult:
+              validate: Validator | None = None, wait: bool = False,
+              scorer: ScorerFactory | None = None) -> RunResult:
     """Train (or resume / extend) one run and score its validation fold.
 
     ``overrides``: hyperparameters set explicitly (CLI flags), applied over the trainer's
@@ -70,12 +76,14 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
     owns its folder from the first look at it to the end; another process's run in the same
     folder is refused in one line, or waited for (``wait``). ``continue_training`` where the folder
     holds no checkpoint (a run killed before its first one) starts a new run, with a warning, as
-    nnU-Net's ``--c`` does.
+    nnU-Net's ``--c`` does. ``scorer``: the whole-scan scoring a run trained until converged
+    (``until_converged``) is judged by (see :data:`ScorerFactory`).
     """
     settings = resolve_settings(trainer_cls, overrides, device)
     trainer = trainer_cls(settings.hp)
     trainer.check_compatible(data)
     run = dist.writer_first(lambda: RunContext.create(data, trainer.name, fold, fraction, settings.device, progress))
+    _check_convergence(settings.hp, run, scorer)
     with owned_folder(run.run_dir, wait=wait, what="train"):
         existing = _check_request(trainer, run, continue_training, overwrite)
         fresh_start = existing is None and not overwrite and (
@@ -90,7 +98,20 @@ def train_run(trainer_cls: type[Trainer], data: DatasetContext, fold: int | str 
         with run_folder(run.run_dir, "training.log"):
             if fresh_start:
                 log.warning(no_checkpoint_message(run.run_dir, "run", continue_training))
-            return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate)
+            return _train(trainer, run, settings, existing if continue_training else None, previous_stage, validate,
+                          scorer)
+
+
+def _check_convergence(hp: TrainingConfig, run: RunContext, scorer: ScorerFactory | None) -> None:
+    """A run trained until converged needs validation cases and a way to score them whole."""
+    if not hp.until_converged:
+        return
+    if not run.val_ids:
+        raise ConfigurationError(f"--until-converged needs validation cases to score, and fold {run.fold} has none; "
+                                 f"train a fold 0-4 or drop --until-converged")
+    if scorer is None:
+        raise ConfigurationError("--until-converged needs a whole-scan scorer (train_run(..., scorer=...)); "
+                                 "selfconfig.training.api.train supplies one")
 
 
 def _check_request(trainer: Trainer, run: RunContext, continue_training: bool, overwrite: bool) -> Path | None:
@@ -119,7 +140,8 @@ def _discard(run_dir: Path) -> None:
 
 
 def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: Path | None,
-           previous_stage: dict[str, str] | None, validate: Validator | None) -> RunResult:
+           previous_stage: dict[str, str] | None, validate: Validator | None,
+           scorer: ScorerFactory | None) -> RunResult:
     data, device, cfg = run.data, run.device, run.data.config
     ckpt, hp = _resume(trainer, run, settings, resume_from)
     seed = seed_run(hp, run.fold)
@@ -133,10 +155,12 @@ def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: P
     # spatial augmentation samples the patch from a larger crop, so that it never pads with background
     augmenter = module.augmenter
     crop = augmenter.input_patch_size() if augmenter is not None and getattr(augmenter, "patch_size", None) else None
+    rule = ConvergenceRule.of(hp, pretext=False, metric=f"whole-scan {module.monitor}")
     spec = RunSpec(run.run_dir, trainer.name, f"{data.dataset} {trainer.name} {data.configuration} "
                                               f"frac {run.fraction:g} fold {run.fold}",
                    lambda: checkpoint_meta(trainer, run, hp, {"initialization": init_record}), hp,
-                   extra_callbacks=trainer.extra_callbacks(run))
+                   extra_callbacks=trainer.extra_callbacks(run), convergence=rule,
+                   score=_whole_scan_score(run, module, scorer) if rule else None)
     trained = not (ckpt is not None and state.epoch >= state.epochs and state.finished)
     log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s (%s)",
              trainer.name, data.dataset, data.configuration, len(train_refs), cfg.patch_size, batch_size(hp, cfg),
@@ -147,6 +171,12 @@ def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: P
                  validation_batches(val_refs, data, hp, seed + 7, oversample=cfg.foreground_oversampling),
                  run.progress)
     return RunResult(run.run_dir, trained, state.history, _final_validation(run, hp, trained, validate))
+
+
+def _whole_scan_score(run: RunContext, module: SupervisedModule, scorer: ScorerFactory) -> Score:
+    """The score of a run trained until converged: its validation cases predicted whole."""
+    score = scorer(run.data, run.val_ids, run.device, module.precision)
+    return lambda mod, state, logs: score(mod.network)
 
 
 def _resume(trainer: Trainer, run: RunContext, settings: Settings,
@@ -221,15 +251,20 @@ def _module(trainer: Trainer, run: RunContext, hp: TrainingConfig, network: torc
 
 
 def _extend(state: LoopState, hp: TrainingConfig, overrides: dict[str, Any]) -> None:
-    """A resumed run asked for other epochs goes on to them; one that its wall-clock budget ended
-    stays finished unless epochs are asked for."""
-    if state.time_limited and "epochs" not in overrides:
+    """A resumed run asked for other epochs goes on to them; one that its wall-clock budget ended,
+    or that converged, stays finished unless epochs are asked for (a converged run extended looks
+    for its next plateau)."""
+    converged = state.stop_step is not None and state.finished
+    if (state.time_limited or converged) and "epochs" not in overrides:
         return
     if hp.epochs != state.epochs:
         log.info("extending the run from %d to %d epochs", state.epochs, hp.epochs)
         state.epochs = hp.epochs
         state.finished = False
         state.time_limited, state.planned_steps, state.max_seconds = False, None, None
+        if converged:
+            state.tail_start = state.stop_step = None
+            state.converge.update(since=0, stop_reason=None, next_epoch=state.epoch + 1)
 
 
 def _final_validation(run: RunContext, hp: TrainingConfig, trained: bool, validate: Validator | None) -> dict | None:

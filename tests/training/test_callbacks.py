@@ -96,7 +96,7 @@ def test_the_best_epoch_outlives_a_failed_run(tmp_path):
 def drawings(monkeypatch):
     """The epoch count of the history each drawing of progress.png showed."""
     shown: list[int] = []
-    monkeypatch.setattr(callbacks, "plot_progress", lambda history, path, title, metric: shown.append(
+    monkeypatch.setattr(callbacks, "plot_progress", lambda history, path, title, metric, converge=None: shown.append(
         len(history["train_loss"])))
     return shown
 
