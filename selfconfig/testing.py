@@ -200,3 +200,36 @@ def planner_inputs(shape=(40, 160, 160), spacing=(2.0, 1.0, 1.0), n: int = 10):
           "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
                                                                 "percentile_99_5": 1.0}}}
     return info, fp
+
+
+#: the labels of :func:`write_scored_cases`
+SCORED_LABELS = {"background": 0, "liver": 1, "tumor": 2}
+
+
+def write_scored_cases(folder: Path) -> tuple[Path, Path, dict[str, list[Path]]]:
+    """Three 32^3 cases with their scans (``imagesTs``), references (``labelsTs``) and predictions
+    (``pred``): liver predicted with Dice 1 ("good"), 2/3 ("fair": half missed) and 0 ("bad":
+    nothing predicted). Returns (predictions, references, case -> scan files)."""
+    import SimpleITK as sitk
+
+    ref_dir, pred_dir, img_dir = folder / "labelsTs", folder / "pred", folder / "imagesTs"
+    rng = np.random.default_rng(1)
+    images = {}
+    for case in ("good", "fair", "bad"):
+        ref = np.zeros((32, 32, 32), np.uint8)
+        ref[10:20, 8:24, 12:22] = 1
+        ref[14:16, 12:14, 14:16] = 2
+        pred = ref.copy()
+        if case == "fair":
+            pred[15:20] = 0
+        if case == "bad":
+            pred[:] = 0
+        scan = (ref * 100 + rng.normal(0, 10, ref.shape)).astype(np.float32)
+        for arr, path in ((ref, ref_dir / f"{case}.nii.gz"), (pred, pred_dir / f"{case}.nii.gz"),
+                          (scan, img_dir / f"{case}_0000.nii.gz")):
+            img = sitk.GetImageFromArray(arr)
+            img.SetSpacing((1.0, 1.0, 2.0))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(img, str(path))
+        images[case] = [img_dir / f"{case}_0000.nii.gz"]
+    return pred_dir, ref_dir, images

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"paired:  {res.paired_csv}")
     print(f"summary: {res.summary_md}")
     print(f"figure:  {res.figure}")
+    print(f"report:  {res.report}")
     for picture in res.pictures:
         print(f"picture: {picture}")
     return 0

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     # the held-out accuracy and any warning about it were logged by run_pretraining (both paths)
     state = "pre-trained" if res.trained else "already pre-trained"
     print(f"{state}: {res.checkpoint}")
+    if (res.checkpoint.parent / "report.html").is_file():
+        print(f"report: {res.checkpoint.parent / 'report.html'}")
     return 0
 
 

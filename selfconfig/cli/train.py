@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if not is_writer():
         return 0  # rank 0 reports for all
     print(f"run folder: {res.run_dir}")
+    if (res.run_dir / "report.html").is_file():
+        print(f"report:     {res.run_dir / 'report.html'}")
     if res.validation:
         from selfconfig.inference.validation import headline
 

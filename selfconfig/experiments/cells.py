@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from selfconfig.evaluation.html_report import write_run_report
 from selfconfig.experiments.budgets import FEW_ITERATIONS
 from selfconfig.experiments.scoring import metric_value
 from selfconfig.training.builder import (Settings, find_resume_checkpoint, is_finished_and_scored, owned_folder,
@@ -87,6 +88,7 @@ def _train_and_score(cls, data: DatasetContext, cell: Cell, overrides: dict, dev
         rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
     rows += _test_rows(run_dir, raw_dir, device, base, progress)
     write_json(run_dir / SCORES, {"rows": rows})
+    write_run_report(run_dir)  # again, now with the test set
     return rows
 
 

@@ -41,6 +41,7 @@ class ExperimentResult:
     summary_text: str = ""
     #: each scored cell's montage of overlays (classification: confusion matrix, ROC curves)
     pictures: list[Path] = field(default_factory=list)
+    report: Path | None = None
 
 
 def choose_configuration(data_plans, strategies: list[str], requested: str | None) -> str:

@@ -166,6 +166,29 @@ def write_reports(res, dataset: str, configuration: str, budget: str, metric: st
     res.pictures = cell_pictures(res.rows, folder.parent.parent)  # folder: <results>/NAME/experiment
     res.figure = folder / "figure.png"
     plot_figure(df, res.figure, dataset, metric, strategies, fractions, configuration, budget, cell_iterations)
+    res.report = write_experiment_html(res, df)
+
+
+def write_experiment_html(res, df: pd.DataFrame) -> Path:
+    """``report.html``: summary.md (claims, tables, pre-training) with the figure, the results as a
+    sortable table, each cell's montage with a link to the cell's own report."""
+    from selfconfig.evaluation.html_report import REPORT_NAME, esc, image, link, markdown, table, write_page
+
+    folder = Path(res.folder)
+    cells = []
+    for picture in res.pictures:
+        scored = picture.parents[1] if picture.parent.name == "overlays" else picture.parent
+        name = "/".join(scored.parts[-4:])  # <Trainer>__<plans>__<config>/frac_f/fold_k/<split>
+        cells.append(f"<h3>{esc(name)}</h3>{image(picture, name)}"
+                     f"<p>{link(scored.parent / REPORT_NAME, folder, 'report of this cell')}</p>")
+    pretrainings = sorted(folder.parent.glob(f"pretrain/*/{REPORT_NAME}"))
+    title, *rest = (res.summary_text or "# experiment").splitlines()
+    shown = df.drop(columns=[c for c in ("dataset", "configuration", "run_dir") if c in df.columns])
+    sections = [image(res.figure, "figure"), markdown("\n".join(rest)),
+                "<h2>Every cell (click a heading to sort)</h2>" + table(shown.to_dict("records")),
+                "<h2>Pre-training</h2>" + " ".join(link(p, folder, p.parent.name) for p in pretrainings)
+                if pretrainings else "", "<h2>Cells</h2>" + "".join(cells) if cells else ""]
+    return write_page(folder, title.lstrip("# "), sections, [res.results_csv, res.paired_csv, res.summary_md, res.figure])
 
 
 #: the folder of a cell's run folder that holds its scores, by split

@@ -19,6 +19,7 @@ import torch
 from selfconfig.checkpoint import load_checkpoint, save_checkpoint
 from selfconfig.data.sampler import CaseRef
 from selfconfig.errors import CheckpointError, ConfigurationError
+from selfconfig.evaluation.html_report import write_pretrain_report
 from selfconfig.pretext.base import ClassificationPretext
 from selfconfig.training import distributed as dist
 from selfconfig.training.builder import (RunSpec, base_meta, batch_size, find_resume_checkpoint, loop_state,
@@ -220,6 +221,8 @@ def _pretrain(strategy_cls, data, hp, device, out_dir: Path, progress: bool, con
         raise CheckpointError(f"pre-training of {strategy_cls.name} ended without writing {out_dir / CHECKPOINT_NAME} "
                               f"({state.epoch} of {state.epochs} epochs)")
     summary = _summary(strategy_cls, task, state)  # written by the exporter, before checkpoint.pt
+    if dist.is_writer():
+        write_pretrain_report(out_dir, SUMMARY_NAME)
     _log_summary(strategy_cls.name, summary)
     return PretrainResult(out_dir / CHECKPOINT_NAME, True, state.history, summary)
 

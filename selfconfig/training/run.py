@@ -13,6 +13,7 @@ from selfconfig.augment.previous_stage import PreviousStageInput
 from selfconfig.checkpoint import load_checkpoint
 from selfconfig.dataset.labels import LabelScheme
 from selfconfig.errors import CheckpointError, ConfigurationError
+from selfconfig.evaluation.html_report import write_run_report
 from selfconfig.preprocessing.previous_stage import previous_stage_labels
 from selfconfig.training import distributed as dist
 from selfconfig.locking import clear_locked_folder
@@ -170,7 +171,10 @@ def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: P
                  training_batches(train_refs, data, hp, seed, device, crop=crop, oversample=cfg.foreground_oversampling),
                  validation_batches(val_refs, data, hp, seed + 7, oversample=cfg.foreground_oversampling),
                  run.progress)
-    return RunResult(run.run_dir, trained, state.history, _final_validation(run, hp, trained, validate))
+    result = RunResult(run.run_dir, trained, state.history, _final_validation(run, hp, trained, validate))
+    if dist.is_writer():
+        write_run_report(run.run_dir)
+    return result
 
 
 def _whole_scan_score(run: RunContext, module: SupervisedModule, scorer: ScorerFactory) -> Score:

@@ -9,22 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import SimpleITK as sitk
 from PIL import Image
 
 from selfconfig.evaluation.evaluate import evaluate_classification_csv, evaluate_segmentation_folder
 from selfconfig.evaluation.metrics import roc_auc
 from selfconfig.evaluation.overlays import (PALETTE, PIXEL_BUDGET, draw_case, montage_picks, resample_plane,
                                             roc_curves, structure_slices)
+from selfconfig.testing import SCORED_LABELS, write_scored_cases
 
-LABELS = {"background": 0, "liver": 1, "tumor": 2}
-
-
-def _write(path: Path, arr: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> None:
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path))
+LABELS = SCORED_LABELS
 
 
 def _has_colour(png: Path, hex_colour: str, tol: int = 40) -> bool:
@@ -53,25 +46,7 @@ def test_a_large_slice_is_drawn_at_the_pixel_budget_in_square_millimetres():
 
 
 def _cases(tmp_path: Path):
-    """Three 32^3 cases, liver predicted with Dice 1, ~0.67 and 0 (empty prediction), and scans."""
-    ref_dir, pred_dir, img_dir = tmp_path / "labelsTs", tmp_path / "pred", tmp_path / "imagesTs"
-    rng = np.random.default_rng(1)
-    images = {}
-    for case, cut in (("good", 20), ("fair", 15), ("bad", 10)):
-        ref = np.zeros((32, 32, 32), np.uint8)
-        ref[10:20, 8:24, 12:22] = 1
-        ref[14:16, 12:14, 14:16] = 2
-        pred = ref.copy()
-        if case == "fair":
-            pred[15:20] = 0  # half of the liver missed: Dice 2/3 for liver
-        if case == "bad":
-            pred[:] = 0
-        scan = (ref * 100 + rng.normal(0, 10, ref.shape)).astype(np.float32)
-        _write(ref_dir / f"{case}.nii.gz", ref)
-        _write(pred_dir / f"{case}.nii.gz", pred)
-        _write(img_dir / f"{case}_0000.nii.gz", scan)
-        images[case] = [img_dir / f"{case}_0000.nii.gz"]
-    return pred_dir, ref_dir, images
+    return write_scored_cases(tmp_path)
 
 
 def test_evaluate_writes_an_overlay_per_case_and_a_montage_ordered_by_dice(tmp_path):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -23,6 +25,12 @@ def test_experiment_grid_writes_outputs_and_resumes(planned, roots):
     assert df["value"].between(0, 1).all()
     # each scored cell (16: val and test) drew its overlays; the montage of each is named
     assert len(res.pictures) == 16 and all(p.name == "montage.png" and p.is_file() for p in res.pictures)
+    # report.html: the figure and each cell's montage inlined, each cell's own report linked and written
+    page = res.report.read_text()
+    assert page.count('<img src="data:image/png;base64,') == 1 + 16 and "https://" not in page
+    cell_reports = sorted(set(re.findall(r'href="([^"]*fold_[^"]*report\.html)"', page)))
+    assert len(cell_reports) == 8 and all((res.report.parent / h).is_file() for h in cell_reports)
+    assert len(list((roots.results / "EXP" / "pretrain").glob("*/report.html"))) == 1
     # every row names its run folder relative to the results root, so the table survives a move
     assert all((roots.results / d / "checkpoint_final.pt").is_file() and not d.startswith("/") for d in df["run_dir"])
     text = res.summary_md.read_text()
