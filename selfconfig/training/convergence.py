@@ -76,6 +76,7 @@ class ConvergenceCallback(Callback):
     def on_fit_start(self, module, state: LoopState) -> None:
         if state.converge is None:
             state.converge = new_record()
+        state.converge.setdefault("cap_epochs", state.epochs)
 
     def on_epoch_end(self, module, state: LoopState, logs: dict[str, float]) -> None:
         rec = state.converge

@@ -256,11 +256,13 @@ def _module(trainer: Trainer, run: RunContext, hp: TrainingConfig, network: torc
 
 def _extend(state: LoopState, hp: TrainingConfig, overrides: dict[str, Any]) -> None:
     """A resumed run asked for other epochs goes on to them; one that its wall-clock budget ended,
-    or that converged, stays finished unless epochs are asked for (a converged run extended looks
-    for its next plateau)."""
+    stays finished unless epochs are asked for; one that converged, unless a larger cap than its own
+    is asked for (it then looks for its next plateau)."""
     converged = state.stop_step is not None and state.finished
-    if (state.time_limited or converged) and "epochs" not in overrides:
+    if state.time_limited and "epochs" not in overrides:
         return
+    if converged and hp.epochs <= state.converge.get("cap_epochs", hp.epochs):
+        return  # only a larger cap than the run had goes on (a grid asks again for its own cap)
     if hp.epochs != state.epochs:
         log.info("extending the run from %d to %d epochs", state.epochs, hp.epochs)
         state.epochs = hp.epochs
@@ -268,7 +270,7 @@ def _extend(state: LoopState, hp: TrainingConfig, overrides: dict[str, Any]) -> 
         state.time_limited, state.planned_steps, state.max_seconds = False, None, None
         if converged:
             state.tail_start = state.stop_step = None
-            state.converge.update(since=0, stop_reason=None, next_epoch=state.epoch + 1)
+            state.converge.update(since=0, stop_reason=None, next_epoch=state.epoch + 1, cap_epochs=hp.epochs)
 
 
 def _final_validation(run: RunContext, hp: TrainingConfig, trained: bool, validate: Validator | None) -> dict | None:

@@ -123,6 +123,8 @@ def test_a_plateaued_run_stops_says_so_and_keeps_its_best_whole_scan_checkpoint(
     best = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
     assert best["loop"]["epoch"] == info["best_epoch"]
     assert (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "progress.png").is_file()
+    again = _train(roots, _hp(fast_hp), continue_training=True)  # its own cap asked again: finished
+    assert not again.trained and len(again.history["train_loss"]) == 4
 
 
 def test_predict_selects_the_best_checkpoint_and_says_when_there_is_none(planned, roots, fast_hp, tmp_path, capsys):
