@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folds (default: the budget's: demo 0, quick 0 1 2, full 0 1 2 3 4)")
     p.add_argument("-c", "--configuration", help="default: the recommended one (its _imagenet twin with ImageNet)")
     add_plans_arg(p)
-    p.add_argument("--budget", default="quick", choices=["demo", "quick", "full"],
+    p.add_argument("--budget", default="quick", choices=["demo", "quick", "converge", "full"],
                    help="quick: 60 s of estimated iterations per cell (300 on a plan made with --cpu-seconds 0.25), "
-                        "folds 0-2 (LUNG_LOBES, 2 strategies: 56 min on a 2-core CPU); full: trainer defaults, 5 folds")
+                        "folds 0-2 (LUNG_LOBES, 2 strategies: 56 min on a 2-core CPU); converge: every cell and "
+                        "pre-training until converged (--until-converged; capped at 20 min of estimated iterations), "
+                        "folds 0-2; full: trainer defaults, 5 folds")
     p.add_argument("--epochs", type=int,
                    help="fine-tuning epochs of every cell instead of the budget's; finished cells with fewer "
                         "epochs are extended")

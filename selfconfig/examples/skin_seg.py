@@ -421,9 +421,14 @@ def make_case(seed: int, split: str, index: int, size: int = 128) -> tuple[np.nd
     return render_skin(case_rng(seed, split, index), size)
 
 
-def generate(out_dir: Path, n_train: int = 200, n_test: int = 60, n_unlabeled: int = 400,
+def generate(out_dir: Path, n_train: int = 1000, n_test: int = 300, n_unlabeled: int = 2000,
              seed: int = 0, size: int = 128) -> Path:
     """Write the SKIN_SEG raw dataset into ``out_dir`` (the dataset folder) and return it.
+
+    1,000 labeled training images by default, as the paper's skin set (1,435): with 200, Scratch
+    learns its training images rather than the six parts (documentation/benchmarks.md, "SKIN_SEG:
+    what Scratch needs"); test and unlabeled sets keep their proportions (0.3 and 2 per training
+    image). ``selfconfig_make_example SKIN_SEG --cases N`` scales all three.
 
     Case ids run on across splits (training 0.., test after them, unlabeled last) so they stay
     unique; the content of case i of a split depends only on (seed, split, i).

@@ -26,7 +26,16 @@ its pre-training in about 45 minutes on a 2-core CPU: 24 cells x (300 iterations
 and test prediction) + the pre-training. Measured on LUNG_LOBES: 55.6 minutes (0.4 s per
 iteration that evening, 0.3 s that afternoon, on the same idle machine); at 300 iterations the
 cells have left the class prior but are not converged (documentation/results.md). Mirroring at
-test time is off for both.
+test time is off for both, and a segmentation cell scores at most 60 validation and 60 test cases
+(a fixed, evenly spread subset: the Dice is per case; classification metrics keep every case). Of
+the examples only SKIN_SEG has more (200 validation and 300 test images per cell at its 1,000
+labeled images), whose quick grid would otherwise spend more time predicting than training.
+
+``converge`` trains every cell and pre-training until converged (``--until-converged``,
+documentation/training.md): the iterations are only a cap, 20 minutes of estimated iteration time
+(four times the longest converged cells measured; a cell stops at its plateau), with a
+wall-clock cap of 40 minutes; the learning rate warms up over the same iterations as a quick
+cell's, so that the warm-up does not grow with the cap. Folds 0-2.
 """
 
 from __future__ import annotations
@@ -52,6 +61,11 @@ class Budget:
     train_minutes: float | None = None
     pretrain_minutes: float | None = None
     folds: tuple[int, ...] = (0,)  # the folds a grid runs when -f is not given
+    until_converged: bool = False  # every run stops at its plateau; the iterations are only a cap
+    warmup_seconds: float | None = None  # the warm-up's length in estimated seconds (None: the trainer's fraction)
+    # a segmentation cell scores at most this many validation and test cases (an evenly spread, fixed
+    # subset; None: all): a short budget's time then does not grow with a larger example
+    scored_cases: int | None = None
 
 
 #: fewer iterations than this per cell is the start of training, not a result: the grid warns
@@ -65,10 +79,13 @@ WALL_CLOCK_EPOCHS = 100_000
 BUDGETS = {
     # the README's demo: two cells and one pre-training within about 9 minutes on a 2-core CPU
     "demo": Budget("demo", train_seconds=90, pretrain_seconds=80, iters_per_epoch=20, val_iters=2,
-                   train_minutes=3.75, pretrain_minutes=4.0),
+                   train_minutes=3.75, pretrain_minutes=4.0, scored_cases=60),
     # one application's grid, 3 folds, within about 45 minutes on a 2-core CPU
     "quick": Budget("quick", train_seconds=60, pretrain_seconds=80, train_minutes=3.0, pretrain_minutes=4.0,
-                    folds=(0, 1, 2)),
+                    folds=(0, 1, 2), scored_cases=60),
+    # every cell until converged, capped at 20 minutes of estimated iterations (40 minutes of wall clock)
+    "converge": Budget("converge", train_seconds=1200, pretrain_seconds=1200, train_minutes=40.0,
+                       pretrain_minutes=40.0, folds=(0, 1, 2), until_converged=True, warmup_seconds=6.0),
     "full": Budget("full", train_seconds=None, pretrain_seconds=None, tta=True, folds=(0, 1, 2, 3, 4)),
 }
 
@@ -117,6 +134,10 @@ def budget_hyperparameters(budget: Budget, config: ConfigurationPlan, pretext_re
         hp["fit_schedule_to_minutes"] = False  # the minutes are a cap: a busy machine changes nothing below it
     else:
         hp["epochs"] = hp["pretrain_epochs"] = WALL_CLOCK_EPOCHS
+    if budget.until_converged:
+        hp["until_converged"] = hp["pretrain_until_converged"] = True
+    if budget.warmup_seconds is not None and budget.train_seconds:
+        hp["warmup_fraction"] = budget.warmup_seconds / budget.train_seconds
     if budget.train_minutes is not None:
         hp["max_minutes"] = budget.train_minutes
     if budget.pretrain_minutes is not None:

@@ -33,6 +33,16 @@ class Cell:
     strategy: str
     fraction: float
     fold: int | str
+    scored_cases: int | None = None  # score at most this many validation and test cases (the budget's; None: all)
+
+
+def scored_subset(case_ids: list[str], limit: int | None) -> list[str]:
+    """At most ``limit`` of ``case_ids``, evenly spread over their sorted order (all when ``limit``
+    is None or not smaller): the same cases for every cell and every run of a grid."""
+    ids = sorted(case_ids)
+    if limit is None or len(ids) <= limit:
+        return ids
+    return [ids[int(i * len(ids) / limit)] for i in range(limit)]
 
 
 def arm_settings(cls: type, data: DatasetContext, overrides: dict, device: torch.device | str | None,
@@ -75,18 +85,23 @@ def _train_and_score(cls, data: DatasetContext, cell: Cell, overrides: dict, dev
 
     run_dir = data.run_dir(cls.name, cell.fraction, cell.fold)
     resume = find_resume_checkpoint(run_dir) is not None
+
+    def validate(run_dir, data, val_ids, *args):  # the budget's share of the validation cases
+        return validate_run(run_dir, data, scored_subset(val_ids, cell.scored_cases), *args)
+
     result = train_run(cls, data, cell.fold, cell.fraction, overrides, continue_training=resume, device=device,
-                       progress=progress, validate=validate_run, scorer=whole_scan_scorer)
+                       progress=progress, validate=validate, scorer=whole_scan_scorer)
     cases = read_json(run_dir / "cases.json")
+    val_ids = scored_subset(cases["val"], cell.scored_cases)
     base = {"dataset": data.dataset, "configuration": data.configuration, "strategy": cls.name,
             "fraction": cell.fraction, "fold": str(cell.fold), "n_train": len(cases["train"]),
             # relative to the results root ($SELFCONFIG_RESULTS), so the table still reads after a move
             "run_dir": run_dir.relative_to(data.roots.results).as_posix()}
     rows = []
     if result.validation is not None:
-        scores = metric_value(raw_dir, "train", cases["val"], result.validation, run_dir / "validation")
-        rows.append({**base, "split": "val", "n_cases": len(cases["val"]), **scores})
-    rows += _test_rows(run_dir, raw_dir, device, base, progress)
+        scores = metric_value(raw_dir, "train", val_ids, result.validation, run_dir / "validation")
+        rows.append({**base, "split": "val", "n_cases": len(val_ids), **scores})
+    rows += _test_rows(run_dir, raw_dir, device, base, progress, cell.scored_cases)
     write_json(run_dir / SCORES, {"rows": rows})
     write_run_report(run_dir)  # again, now with the test set
     return rows
@@ -106,8 +121,10 @@ def _finished(run_dir: Path, wanted: int | None) -> bool:
     return False
 
 
-def _test_rows(run_dir: Path, raw_dir: Path, device: torch.device, base: dict, progress: bool) -> list[dict]:
-    """The finished cell's scores on the held-out test set (none when the dataset has no test cases)."""
+def _test_rows(run_dir: Path, raw_dir: Path, device: torch.device, base: dict, progress: bool,
+               limit: int | None = None) -> list[dict]:
+    """The finished cell's scores on the held-out test set (none when the dataset has no test
+    cases; at most ``limit`` of them)."""
     from selfconfig.inference.predictor import Predictor
     from selfconfig.inference.validation import predict_and_score, raw_cases
 
@@ -116,7 +133,7 @@ def _test_rows(run_dir: Path, raw_dir: Path, device: torch.device, base: dict, p
         return []
     hp = read_json(run_dir / "hyperparameters.json")
     predictor = Predictor.from_checkpoints([run_dir / "checkpoint_final.pt"], device, tta=bool(hp.get("tta", True)))
-    test_ids = [c.case_id for c in test_cases]
+    test_ids = scored_subset([c.case_id for c in test_cases], limit)
     summary = predict_and_score(predictor, raw_dir, "test", test_ids, run_dir / "test", progress)
     scores = metric_value(raw_dir, "test", test_ids, summary, run_dir / "test")
     return [{**base, "split": "test", "n_cases": len(test_ids), **scores}]

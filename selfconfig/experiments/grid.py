@@ -83,7 +83,8 @@ def run_experiment(dataset: str | None, strategies: list[str], fractions: list[f
     data = open_dataset(probe.dataset, config_name, plans_name, roots, tag="" if b.name == "full" else b.name)
     dev = pick_device(device)
     arms = {s: _arm(s, data, b, overrides, dev) for s in strategies}  # refuse incompatible arms before any work
-    cells = _cells(data, strategies, fractions, folds)
+    # a Dice is per case, so a segmentation cell may score a fixed subset; AUC, kappa and FROC are of the whole set
+    cells = _cells(data, strategies, fractions, folds, b.scored_cases if data.task == "segmentation" else None)
     raw_dir = roots.raw / data.dataset
     if not (raw_dir / "dataset.json").is_file():
         raise ConfigurationError(f"the raw dataset {raw_dir} is needed to score the test set; it is missing")
@@ -110,14 +111,15 @@ def _arm(strategy: str, data: DatasetContext, b: Budget, overrides: dict | None,
     return cls, arm_overrides, arm_settings(cls, data, arm_overrides, device, b.name)
 
 
-def _cells(data: DatasetContext, strategies: list[str], fractions: list[float], folds: list) -> list[Cell]:
+def _cells(data: DatasetContext, strategies: list[str], fractions: list[float], folds: list,
+           scored_cases: int | None = None) -> list[Cell]:
     """Every strategy x fraction x fold; a fold the splits do not have is refused before any cell runs."""
     from selfconfig.data.splits import fold_cases
 
     splits = data.splits()
     for k in folds:
         fold_cases(splits, k)
-    return [Cell(s, float(f), k) for s in strategies for f in fractions for k in folds]
+    return [Cell(s, float(f), k, scored_cases) for s in strategies for f in fractions for k in folds]
 
 
 def _run_here(classes: dict[str, type], data: DatasetContext, cells: list[Cell], hp_overrides: dict[str, dict],
@@ -145,7 +147,8 @@ def _report(res: ExperimentResult, data: DatasetContext, b: Budget, metric: str,
     caps = {(hp.max_minutes, bool(hp.max_minutes) and hp.fit_schedule_to_minutes) for hp in hps.values()}
     cap, fitted = caps.pop() if len(caps) == 1 else (None, False)
     write_reports(res, data.dataset, data.configuration, b.name, metric, strategies, fractions, pretraining, claims,
-                  describe_cell_iterations(iterations, overrides, cap, fitted))
+                  describe_cell_iterations(iterations, overrides, cap, fitted,
+                                           all(hp.until_converged for hp in hps.values())))
 
 
 def _info(raw_dir: Path):

@@ -130,14 +130,16 @@ def paired_csv(tests: pd.DataFrame) -> str:
 
 
 def describe_cell_iterations(iterations: dict[str, int], overrides: dict | None = None,
-                             max_minutes: float | None = None, fitted: bool = False) -> str:
+                             max_minutes: float | None = None, fitted: bool = False,
+                             until_converged: bool = False) -> str:
     """What each cell of a grid trains, for summary.md and the figure: ``"300 iterations per cell"``,
     per strategy when they differ, with the cap and the command-line settings that changed the
     budget's (``"1200 iterations per cell, at most 12 min each; --epochs 48 given"``). ``fitted``:
     the schedule is fitted to ``max_minutes`` (:attr:`TrainingConfig.fit_schedule_to_minutes`), so
-    the iterations are an upper bound (the loop plans ``min(fitted, epochs x iterations)``)."""
+    the iterations are an upper bound (the loop plans ``min(fitted, epochs x iterations)``).
+    ``until_converged``: each cell stops at its plateau, the iterations are a cap."""
     counts = set(iterations.values())
-    up_to = "up to " if fitted and max_minutes else ""
+    up_to = "until converged, up to " if until_converged else "up to " if fitted and max_minutes else ""
     text = (f"{up_to}{counts.pop()} iterations per cell" if len(counts) == 1 else
             f"{up_to}iterations per cell: " + ", ".join(f"{s} {n}" for s, n in iterations.items()))
     if max_minutes:

@@ -98,3 +98,27 @@ def test_the_clock_only_shortens_a_run_that_would_not_fit():
     slow = LoopState(epochs=4, iters_per_epoch=25, max_seconds=6.0)
     TimeBudget(slow)._fit(0.1)  # only 60 fit: the clock decides, and the schedule decays there
     assert slow.planned_steps == 60
+
+
+def test_the_converge_budget_trains_until_converged_with_a_cap_and_a_quick_cells_warm_up(planned):
+    _, cfg = _config(planned)
+    cfg.estimated_iteration_seconds = 0.25
+    converge, quick = get_budget("converge"), get_budget("quick")
+    hp = budget_hyperparameters(converge, cfg)
+    assert hp["until_converged"] and hp["pretrain_until_converged"] and converge.folds == (0, 1, 2)
+    assert hp["epochs"] * hp["iters_per_epoch"] == 4800  # the cap: 1200 s of 0.25-s iterations
+    warmup = hp["warmup_fraction"] * hp["epochs"] * hp["iters_per_epoch"]
+    q = budget_hyperparameters(quick, cfg)
+    assert round(warmup) == 24 and abs(warmup - 0.1 * q["epochs"] * q["iters_per_epoch"]) < 2  # a quick cell's
+    assert not q.get("until_converged")
+
+
+def test_short_budgets_score_a_fixed_evenly_spread_subset_of_cases():
+    from selfconfig.experiments.cells import scored_subset
+
+    ids = [f"c{i:03d}" for i in range(300)]
+    sub = scored_subset(list(reversed(ids)), 60)
+    assert len(sub) == 60 == len(set(sub)) and sub[0] == "c000" and sub[1] == "c005" and sub[-1] == "c295"
+    assert scored_subset(ids[:40], 60) == ids[:40] and scored_subset(ids, None) == ids
+    assert get_budget("quick").scored_cases == get_budget("demo").scored_cases == 60
+    assert get_budget("converge").scored_cases is None and get_budget("full").scored_cases is None

@@ -102,3 +102,27 @@ def test_experiment_cli_refuses_zero_epochs(capsys):
     assert run(main, ["-d", "X", "--epochs", "0"], prog="selfconfig_experiment") == 2
     err = capsys.readouterr().err
     assert "--epochs must be at least 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_converge_budget_stops_cells_and_pretraining_at_their_plateau_and_continues(planned, roots,
+                                                                                         monkeypatch):
+    from selfconfig.training import convergence
+
+    monkeypatch.setattr(convergence, "SCORING_SHARE", 1e9)  # score every epoch, whatever the timing
+    planned("EXC", task="segmentation", dim=2, shape=(32, 32), n_train=8)
+    hp = {**TINY, "epochs": 20, "pretrain_epochs": 20, "converge_patience": 2, "converge_margin": 1.0}
+    args = dict(budget="converge", roots=roots, progress=False, overrides=hp)
+    run_experiment("EXC", ["Scratch", "SurrogateFlip"], [1.0], [0], **args)
+    base = roots.results / "EXC"
+    first = sorted(base.glob("*__converge/frac_1.0/fold_0/checkpoint_final.pt"))
+    assert len(first) == 2
+    for ckpt in first:
+        info = __import__("json").loads((ckpt.parent / "training_time.json").read_text())["convergence"]
+        assert info["stop_reason"] == "converged" and info["plateau_epoch"] == 3
+        assert (ckpt.parent / "checkpoint_best.pt").is_file()
+    pre = __import__("json").loads(next(base.glob("pretrain/*/pretrain_summary.json")).read_text())
+    assert pre["convergence"]["stop_reason"] == "converged" and pre["epochs"] == 4
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    res = run_experiment("EXC", ["Scratch", "SurrogateFlip"], [0.5, 1.0], [0], **args)  # the grid goes on
+    assert {p: p.stat().st_mtime_ns for p in first} == stamps, "finished cells are kept"
+    assert len(pd.read_csv(res.results_csv)) == 8

@@ -212,6 +212,8 @@ def test_summary_and_figure_say_what_each_cell_trained(tmp_path):
         "up to 5000 iterations per cell, the schedule fitted to 10 min each; --max-minutes 10 given")
     assert report.describe_cell_iterations({"Scratch": 250, "SurrogateColor": 200}) == (
         "iterations per cell: Scratch 250, SurrogateColor 200")
+    assert report.describe_cell_iterations({"Scratch": 4800}, None, 40.0, until_converged=True) == (
+        "until converged, up to 4800 iterations per cell, at most 40 min each")
     df = _folds({"Scratch": {0.1: BASE}, "SurrogateFlip": {0.1: _plus(BASE, UP)}})
     summary = report.summary_markdown(df, "D", "3d", "quick", "mean_dice", ["Scratch", "SurrogateFlip"], [0.1],
                                       cell_iterations=text)
