@@ -67,7 +67,8 @@ def _bars(ax, df: pd.DataFrame, agg: pd.DataFrame, strategies: list[str], fracti
         r = agg[agg["strategy"] == s]
         if r.empty:
             continue
-        ax.bar(i, r["mean"].iloc[0], yerr=r["std"].fillna(0).iloc[0], color=_colour(i), alpha=0.75, capsize=4,
+        sd = r["std"].iloc[0]  # NaN with one fold: no error bar, the fold's point alone
+        ax.bar(i, r["mean"].iloc[0], yerr=None if pd.isna(sd) else sd, color=_colour(i), alpha=0.75, capsize=4,
                width=0.6, label=s)
         folds = df[df["strategy"] == s]["value"].to_numpy()
         spread = np.linspace(-0.12, 0.12, len(folds)) if len(folds) > 1 else np.zeros(len(folds))
