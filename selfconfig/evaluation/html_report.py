@@ -23,7 +23,7 @@ REPORT_NAME = "report.html"
 MAX_CASE_PICTURES = 24
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:90%}th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;font-size:90%;display:block;overflow-x:auto}th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}
 th{background:#eee}table.sortable th{cursor:pointer}th:first-child,td:first-child{text-align:left}
 img{max-width:100%;border:1px solid #ddd;margin:4px 0}code{background:#f4f4f4}
 blockquote{border-left:4px solid #d62728;margin:.5em 0;padding:.2em 1em;background:#fff4f4}
@@ -83,6 +83,7 @@ def key_values(d: dict, keys: Iterable[str] | None = None) -> str:
 def _inline(text: str) -> str:
     text = esc(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(\w.*?)\*", r"<i>\1</i>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
@@ -101,6 +102,8 @@ def markdown(text: str) -> str:
         if line.startswith("#"):
             level = min(len(line) - len(line.lstrip("#")) + 1, 4)
             out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<ul><li>{_inline(line[2:])}</li></ul>")
         elif line.startswith(">"):
             out.append(f"<blockquote>{_inline(line.lstrip('> '))}</blockquote>")
         elif line.strip():

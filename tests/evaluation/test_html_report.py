@@ -120,9 +120,10 @@ def test_pretrain_report_shows_the_held_out_accuracy(tmp_path):
 
 def test_markdown_tables_headings_and_warnings():
     html = markdown("# Title\n\ntext with **bold** and `code`\n\n| a | b |\n|---|---|\n| 1 | **2** |\n\n"
-                    "> **WARNING: x**\n")
+                    "> **WARNING: x**\n- a *claim* holds\n")
     page = Page(html)
     assert page.headings == ["Title"]
     assert page.tables[0]["head"] == ["a", "b"] and page.tables[0]["rows"] == [["1", "2"]]
     assert "<b>2</b>" in html and "<code>code</code>" in html and "<blockquote><b>WARNING: x</b>" in html
+    assert "<li>a <i>claim</i> holds</li>" in html
     assert "<script" not in markdown("<script>alert(1)</script>")  # text is escaped
