@@ -53,15 +53,16 @@ def target_mask(labels: np.ndarray, value) -> np.ndarray:
 
 
 def structure_slices(mask: np.ndarray) -> tuple[int, ...]:
-    """Per axis, the slice through the centre of ``mask`` when that slice holds some of it, else
-    the slice that holds the most (the middle when the mask is empty)."""
+    """Per axis, the slice through the centre of ``mask`` when that slice holds at least half as
+    much of it as the fullest slice (two lungs: the centre falls between them), else the fullest
+    slice (the middle when the mask is empty)."""
     if not mask.any():
         return tuple(n // 2 for n in mask.shape)
     out = []
     for ax in range(mask.ndim):
         counts = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != ax))
         centre = int(np.average(np.arange(counts.size), weights=counts))
-        out.append(centre if counts[centre] else int(np.argmax(counts)))
+        out.append(centre if counts[centre] >= counts.max() / 2 else int(np.argmax(counts)))
     return tuple(out)
 
 

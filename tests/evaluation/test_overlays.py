@@ -34,6 +34,11 @@ def test_the_slices_drawn_pass_through_the_structure_off_centre():
     assert 3 <= z < 6 and 25 <= y < 29 and 1 <= x < 4
     assert mask[z].any() and mask[:, y].any() and mask[:, :, x].any()
     assert structure_slices(np.zeros((4, 6, 8), bool)) == (2, 3, 4)
+    two = np.zeros((8, 8, 32), bool)  # two lungs: the centre in x (between them) holds a sliver only
+    two[2:6, 2:6, 2:12] = two[2:6, 2:6, 20:30] = True
+    two[3, 3, 12:20] = True
+    x = structure_slices(two)[2]
+    assert two[:, :, x].sum() == 16
 
 
 def test_a_large_slice_is_drawn_at_the_pixel_budget_in_square_millimetres():
