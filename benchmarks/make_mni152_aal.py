@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_mni152_tissue import deform  # noqa: E402
+from make_mni152_tissue import write_cases  # noqa: E402
 
 NAME = "MNI152_AAL"
 #: AAL2 region name prefixes of each lobe group (hemisphere from the _L / _R suffix)
@@ -114,19 +114,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    import nibabel as nib
-
     out = Path(args.raw) / NAME
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     image, label, affine, labels = load(args.labels)
-    rng = np.random.default_rng(args.seed)
-    for split, n, offset in (("Tr", args.train, 0), ("Ts", args.test, args.train)):
-        for k in range(n):
-            case = f"AAL_{offset + k:03d}"
-            img, lab = deform(image, label, rng)
-            nib.save(nib.Nifti1Image(img, affine), out / f"images{split}" / f"{case}_0000.nii.gz")
-            nib.save(nib.Nifti1Image(lab, affine), out / f"labels{split}" / f"{case}.nii.gz")
+    write_cases(out, "AAL", image, label, affine, np.random.default_rng(args.seed), args.train, args.test)
     (out / "dataset.json").write_text(json.dumps({
         "name": NAME, "task": "segmentation", "dimensionality": 3, "channel_names": {"0": "T1"}, "labels": labels,
         "file_ending": ".nii.gz", "numTraining": args.train, "numTest": args.test,

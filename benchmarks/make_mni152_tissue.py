@@ -81,6 +81,20 @@ def deform(image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
     return img.astype(np.float32), lab.astype(np.uint8)
 
 
+def write_cases(out: Path, prefix: str, image, label, affine, rng, n_train: int, n_test: int) -> None:
+    """``n_train`` + ``n_test`` deformed copies of (image, label) as PREFIX_NNN cases in nnU-Net v2's layout."""
+    import nibabel as nib
+
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for split, n, offset in (("Tr", n_train, 0), ("Ts", n_test, n_train)):
+        for k in range(n):
+            case = f"{prefix}_{offset + k:03d}"
+            img, lab = deform(image, label, rng)
+            nib.save(nib.Nifti1Image(img, affine), out / f"images{split}" / f"{case}_0000.nii.gz")
+            nib.save(nib.Nifti1Image(lab, affine), out / f"labels{split}" / f"{case}.nii.gz")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", required=True, help="raw root; the dataset goes to RAW/MNI152_TISSUE")
@@ -89,19 +103,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    import nibabel as nib
-
     out = Path(args.raw) / NAME
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     image, label, affine = load_template()
-    rng = np.random.default_rng(args.seed)
-    for split, n, offset in (("Tr", args.train, 0), ("Ts", args.test, args.train)):
-        for k in range(n):
-            case = f"MNI_{offset + k:03d}"
-            img, lab = deform(image, label, rng)
-            nib.save(nib.Nifti1Image(img, affine), out / f"images{split}" / f"{case}_0000.nii.gz")
-            nib.save(nib.Nifti1Image(lab, affine), out / f"labels{split}" / f"{case}.nii.gz")
+    write_cases(out, "MNI", image, label, affine, np.random.default_rng(args.seed), args.train, args.test)
     (out / "dataset.json").write_text(json.dumps({
         "name": NAME, "task": "segmentation", "dimensionality": 3, "channel_names": {"0": "T1"},
         "labels": {"background": 0, "left_grey_matter": 1, "right_grey_matter": 2, "left_white_matter": 3,

@@ -21,57 +21,21 @@ import shutil
 import sys
 from pathlib import Path
 
-NORMALIZATION = {"ct": "CTNormalization", "zscore": "ZScoreNormalization", "rgb": "RGBTo0_1Normalization",
-                 "none": "NoNormalization"}
-NORM_OP = {("instance", 3): "torch.nn.modules.instancenorm.InstanceNorm3d",
-           ("instance", 2): "torch.nn.modules.instancenorm.InstanceNorm2d",
-           ("batch", 3): "torch.nn.modules.batchnorm.BatchNorm3d",
-           ("batch", 2): "torch.nn.modules.batchnorm.BatchNorm2d"}
-NONLIN = {"leaky_relu": "torch.nn.LeakyReLU", "relu": "torch.nn.ReLU", "relu6": "torch.nn.ReLU6"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nnunet_plans  # noqa: E402
 
 
-def nnunet_configuration(base: dict, sc_plans: dict, sc_config: dict) -> dict:
-    """nnU-Net's 3d_fullres configuration ``base`` rewritten to selfconfig's ``sc_config``."""
-    net = sc_config["network"]
-    enc, dec = net["encoder"], net["decoder"]
-    dim = int(net["dim"])
-    if enc["kind"] != "plain":
-        sys.exit(f"selfconfig encoder kind {enc['kind']!r} has no nnU-Net PlainConvUNet counterpart; "
-                 f"benchmark a plan with a plain encoder")
-    cfg = json.loads(json.dumps(base))
-    cfg["patch_size"] = [int(v) for v in sc_config["patch_size"]]
-    cfg["spacing"] = [float(v) for v in sc_config["spacing"]]
-    cfg["batch_size"] = int(sc_config["batch_size"])
-    cfg["median_image_size_in_voxels"] = [float(v) for v in sc_config["median_shape"]]
-    cfg["normalization_schemes"] = [NORMALIZATION[s] for s in sc_config["normalization"]]
+def nnunet_configuration(nn_plans: dict, sc_config: dict) -> dict:
+    """nnU-Net's 3d_fullres configuration of ``nn_plans`` rewritten to selfconfig's ``sc_config``
+    (nnunet_plans.convert_configuration); normalisation without nnU-Net's non-zero mask, because
+    selfconfig's intensity statistics are copied in as they are."""
+    try:
+        cfg, _ = nnunet_plans.convert_configuration(nn_plans, {"configurations": {"selfconfig": sc_config}},
+                                                    "selfconfig")
+    except nnunet_plans.ConversionError as e:
+        sys.exit(str(e))
     cfg["use_mask_for_norm"] = [False] * len(cfg["normalization_schemes"])
-    separate = bool(sc_config.get("separate_z_resampling", False))
-    for key, order in (("resampling_fn_data_kwargs", sc_config.get("resample_order_image", 3)),
-                       ("resampling_fn_seg_kwargs", sc_config.get("resample_order_label", 1))):
-        cfg[key] = {**cfg.get(key, {}), "order": int(order), "force_separate_z": separate}
-    cfg["resampling_fn_probabilities_kwargs"] = {**cfg.get("resampling_fn_probabilities_kwargs", {}),
-                                                 "force_separate_z": separate}
-    n_stages = len(enc["features_per_stage"])
-    cfg["architecture"] = {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": n_stages,
-            "features_per_stage": [int(f) for f in enc["features_per_stage"]],
-            "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-            "kernel_sizes": [[int(k) for k in ks] for ks in enc["kernel_sizes"]],
-            "strides": [[int(s) for s in st] for st in enc["strides"]],
-            "n_conv_per_stage": [int(n) for n in enc["n_conv_per_stage"]],
-            "n_conv_per_stage_decoder": [int(n) for n in (dec.get("n_conv_per_stage") or [2] * (n_stages - 1))],
-            "conv_bias": True,
-            "norm_op": NORM_OP[(enc["norm"], dim)],
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": NONLIN[enc["nonlin"]],
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
     return cfg
 
 
@@ -96,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     sc_config = sc_plans["configurations"][args.selfconfig_configuration]
     plans = json.loads((args.nnunet_preprocessed / "nnUNetPlans.json").read_text())
     dataset_json = json.loads(args.dataset_json.read_text())
-    plans["configurations"] = {"3d_fullres": nnunet_configuration(plans["configurations"]["3d_fullres"],
-                                                                  sc_plans, sc_config)}
+    plans["configurations"] = {"3d_fullres": nnunet_configuration(plans, sc_config)}
     # the same intensity statistics as selfconfig's, so both normalise the same way
     plans["foreground_intensity_properties_per_channel"] = sc_plans["intensity_properties"]
 

@@ -74,7 +74,7 @@ def test_nnunet_configuration_copies_selfconfig_topology():
                     "decoder": {"n_conv_per_stage": [2, 2]}},
     }
     base = {"patch_size": [48, 112, 112], "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0}}
-    cfg = nnunet_make_model.nnunet_configuration(base, {}, sc_config)
+    cfg = nnunet_make_model.nnunet_configuration({"configurations": {"3d_fullres": base}}, sc_config)
     kw = cfg["architecture"]["arch_kwargs"]
     assert cfg["patch_size"] == [20, 40, 40] and cfg["normalization_schemes"] == ["CTNormalization"]
     assert kw["n_stages"] == 3 and kw["features_per_stage"] == [16, 32, 64]
