@@ -1,0 +1,162 @@
+"""Is a run trained until converged at its plateau? Each converged cell against a run four times as long.
+
+For one example dataset (made and planned here for short CPU iterations, as the grids are), per label
+fraction, on fold 0 with Scratch:
+
+1. the converge budget's cell (``selfconfig_experiment --budget converge``: trained until its
+   whole-scan validation score plateaued, then the annealing tail), scored on the test set;
+2. a reference cell trained ``--factor`` (default 4) times the iterations the converged cell trained,
+   with the fixed schedule every fixed-length run has (``--budget quick --epochs E``, the wall-clock
+   cap lifted), scored on the same test cases.
+
+Reported per fraction: both test metrics, their ratio (the target: at least 0.97), the iterations
+and wall minutes of each (the cost of the converged run against the longer one), where the
+converged run plateaued and why it stopped. Writes one JSON (``--out``) and prints a Markdown table.
+
+    .venv/bin/python benchmarks/bench_convergence.py LUNG_LOBES -frac 0.1 1.0 \\
+        [--workdir /tmp/sc_convergence] [--factor 4] [--cpu-gflops G] [--out FILE.json]
+
+Run it on an otherwise idle machine if its minutes are to be quoted; the iterations and the metrics
+do not depend on the load (every cell's iterations are fixed by the plan, the seed and the rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import fail, machine_info, markdown_table, run_measured, selfconfig_env, selfconfig_exe  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 0.97  # a converged cell reaches at least this share of the longer run's test metric
+
+
+def _run(step: str, cmd: list[str], env: dict, work: Path) -> float:
+    """Run one step (its output in WORK/STEP.log); its wall seconds, or exit with the log's tail."""
+    m = run_measured(step, cmd, env=env, log=work / f"{step}.log", interval=10.0)
+    if not m.ok:
+        fail(step, m)
+    return round(m.wall_s, 1)
+
+
+def test_row(results_csv: Path, fraction: float, fold: int = 0, strategy: str = "Scratch") -> dict:
+    """The test row of one cell of an experiment's results.csv (KeyError when it has none)."""
+    with open(results_csv) as f:
+        for row in csv.DictReader(f):
+            if (row["strategy"] == strategy and math.isclose(float(row["fraction"]), fraction)
+                    and str(row["fold"]) == str(fold) and row["split"] == "test"):
+                return row
+    raise KeyError(f"{results_csv}: no test row for {strategy} at fraction {fraction:g}, fold {fold}")
+
+
+def long_epochs(converged_iterations: int, factor: float, iters_per_epoch: int) -> int:
+    """Epochs of the reference run: ``factor`` times the converged run's iterations, rounded up."""
+    if converged_iterations <= 0 or factor <= 0 or iters_per_epoch <= 0:
+        raise ValueError("the converged iterations, the factor and the iterations per epoch must be positive")
+    return max(2, math.ceil(factor * converged_iterations / iters_per_epoch))
+
+
+def compare(fraction: float, converged: dict, reference: dict, target: float = TARGET) -> dict:
+    """One fraction's record: both runs and the converged run's share of the reference's metric."""
+    c, r = converged["test"], reference["test"]
+    share = c / r if r else None
+    return {"fraction": fraction, "converged": converged, "reference": reference,
+            "share_of_reference": None if share is None else round(share, 4),
+            "meets_target": None if share is None else bool(share >= target),
+            "iterations_saved": round(1 - converged["iterations"] / reference["iterations"], 4),
+            "minutes_ratio": (round(converged["minutes"] / reference["minutes"], 4)
+                              if reference.get("minutes") else None)}
+
+
+def table(records: list[dict], metric: str, factor: float = 4.0) -> str:
+    rows = []
+    for rec in records:
+        c, r = rec["converged"], rec["reference"]
+        conv = c.get("convergence") or {}
+        rows.append([f"{rec['fraction']:g}", f"{c['test']:.3f}", str(c["iterations"]),
+                     str(conv.get("plateau_iteration", "-")), str(conv.get("stop_reason", "-")), f"{c['minutes']:.1f}",
+                     f"{r['test']:.3f}", str(r["iterations"]), f"{r['minutes']:.1f}",
+                     "-" if rec["share_of_reference"] is None else f"{rec['share_of_reference']:.3f}"])
+    return markdown_table(["fraction", f"converged test {metric}", "iterations", "plateau at", "stopped",
+                           "minutes", f"{factor:g}x run test {metric}", "iterations",
+                           "minutes", "share"], rows)
+
+
+def _cell(results_root: Path, dataset: str, fraction: float, seconds: float) -> dict:
+    """What one experiment call's cell gives: test metric, iterations, minutes, the rule's record."""
+    exp = results_root / dataset / "experiment" / "results.csv"
+    row = test_row(exp, fraction)
+    run_dir = results_root / row["run_dir"]
+    tt = run_dir / "training_time.json"
+    times = json.loads(tt.read_text()) if tt.is_file() else {}
+    hp = json.loads((run_dir / "hyperparameters.json").read_text())
+    iterations = times.get("iterations") or int(hp["epochs"]) * int(hp["iters_per_epoch"])
+    conv = times.get("convergence")
+    if conv:
+        conv = {k: conv[k] for k in ("stop_reason", "best", "best_epoch", "plateau_epoch", "plateau_iteration",
+                                     "tail_iterations", "interval_epochs", "curve")}
+    return {"test": float(row["value"]), "metric": row.get("metric"), "n_test_cases": int(row["n_cases"]),
+            "iterations": int(iterations), "iters_per_epoch": int(hp["iters_per_epoch"]),
+            "minutes": round(seconds / 60, 2), "run_dir": str(run_dir), "convergence": conv}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset")
+    ap.add_argument("-frac", "--fractions", nargs="+", type=float, default=[0.1, 1.0])
+    ap.add_argument("--factor", type=float, default=4.0, help="the reference trains this many times as long")
+    ap.add_argument("--cpu-seconds", type=float, default=0.25)
+    ap.add_argument("--cpu-gflops", type=float, help="plan as if the CPU measured this (default: measure it)")
+    ap.add_argument("--workdir", default="/tmp/sc_convergence")
+    ap.add_argument("--out", help="default: documentation/benchmarks/convergence_DATASET.json")
+    args = ap.parse_args()
+
+    work = Path(args.workdir) / args.dataset
+    work.mkdir(parents=True, exist_ok=True)
+    env = selfconfig_env(work / "raw", work / "preprocessed", work / "results")
+    record: dict = {"dataset": args.dataset, "factor": args.factor, "target": TARGET, "machine": machine_info(),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"), "fractions": []}
+    if not (work / "preprocessed" / args.dataset / "plans.json").is_file():
+        _run("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset, "--exist-ok"], env, work)
+        plan = [selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset,
+                "--cpu-seconds", str(args.cpu_seconds), "--no-progress"]
+        _run("plan_and_preprocess", plan + (["--cpu-gflops", str(args.cpu_gflops)] if args.cpu_gflops else []), env,
+             work)
+    plans = json.loads((work / "preprocessed" / args.dataset / "plans.json").read_text())
+    record["plan"] = {k: plans.get("budget", {}).get(k) for k in ("precision", "cpu_gflops")}
+    for frac in args.fractions:
+        tag = f"{frac:g}"
+        base = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", "Scratch", "-frac", str(frac),
+                "-f", "0", "--no-progress"]
+        secs = _run(f"converge_{tag}", base + ["--budget", "converge"], env, work)
+        conv = _cell(work / "results", args.dataset, frac, secs)
+        if (conv["convergence"] or {}).get("stop_reason") != "converged":
+            print(f"fraction {tag}: the converged run stopped by {(conv['convergence'] or {}).get('stop_reason')} "
+                  "before a plateau; the comparison says how far it got", file=sys.stderr)
+        epochs = long_epochs(conv["iterations"], args.factor, conv["iters_per_epoch"])
+        ref_env = selfconfig_env(work / "raw", work / "preprocessed", work / "long")
+        secs = _run(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs), "--max-minutes", "100000"],
+                    ref_env, work)
+        ref = _cell(work / "long", args.dataset, frac, secs)
+        rec = compare(frac, conv, ref)
+        record["fractions"].append(rec)
+        print(f"fraction {tag}: converged {conv['test']:.4f} after {conv['iterations']} it, "
+              f"{args.factor:g}x run {ref['test']:.4f} after {ref['iterations']} it: share {rec['share_of_reference']}",
+              flush=True)
+    record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out = Path(args.out) if args.out else REPO / "documentation" / "benchmarks" / f"convergence_{args.dataset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    metric = (record["fractions"][0]["converged"].get("metric") if record["fractions"] else None) or "metric"
+    print(table(record["fractions"], metric, args.factor))
+
+
+if __name__ == "__main__":
+    main()
