@@ -4,7 +4,6 @@ code 2 (never a traceback); the happy path trains, predicts and scores from the 
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 import nibabel as nib

@@ -10,8 +10,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 from PIL import Image
 from pydicom.uid import generate_uid
 

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import trainers.surrogate_color  # noqa: F401  (registers SurrogateColor)
 from selfconfig.errors import IncompatibleDatasetError
 from selfconfig.plans import ConfigurationPlan, DecoderPlan, EncoderPlan, NetworkPlan
 from selfconfig.pretext.color import ColorizationPretext, PatchDiscriminator, luminance, rgb_channels, rgb_from_chroma

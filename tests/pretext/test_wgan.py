@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import trainers.surrogate_wgan  # noqa: F401  (registers SurrogateWGAN)
 from selfconfig.errors import IncompatibleDatasetError
 from selfconfig.networks import (
     build_classification_network,

@@ -4,7 +4,6 @@ preprocessed data that follow their raw source."""
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 from collections import namedtuple
