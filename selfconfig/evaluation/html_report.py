@@ -42,10 +42,23 @@ def esc(value: Any) -> str:
 
 
 def cell_text(value: Any) -> str:
-    """A table cell: floats to 4 digits, missing and NaN values empty."""
+    """A table cell: floats to 4 digits (also inside lists, e.g. a plan's spacing), missing and
+    NaN values empty."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, (list, tuple)):
+        return str(_rounded(value))
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every finite float rounded to 4 significant digits (lists and tuples too)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.4g}")
+    if isinstance(value, (list, tuple)):
+        items = [_rounded(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
 
 
 def image(path: Path, alt: str = "") -> str:

@@ -69,7 +69,8 @@ def _run_folder(tmp_path: Path) -> Path:
     evaluate_segmentation_folder(pred_dir, ref_dir, SCORED_LABELS, output_dir=run / "validation", images=images)
     (run / "hyperparameters.json").write_text(json.dumps({"epochs": 3, "lr": 0.01, "precision": "bf16"}))
     (run / "plans.json").write_text(json.dumps({"dataset_name": "D", "configurations": {
-        "3d": {"patch_size": [32, 32, 32], "batch_size": 2, "spacing": [2.0, 1.0, 1.0]}}}))
+        "3d": {"patch_size": [32, 32, 32], "batch_size": 2, "spacing": [3.9471730222532124, 0.78125, 0.78125],
+               "median_shape": [44.5, 101.33333333333333, 101.0], "normalization": ["ct"]}}}))
     fig, ax = plt.subplots()
     ax.plot([1, 0.5, 0.2])
     fig.savefig(run / "progress.png")
@@ -101,6 +102,9 @@ def test_run_report_holds_the_plan_and_a_sortable_per_case_table(tmp_path):
     assert {"Plan", "Progress", "Validation fold"} <= set(page.headings)
     plan = {r[0]: r[1] for t in page.tables if t["head"] == ["setting", "value"] for r in t["rows"]}
     assert plan["configuration"] == "3d" and plan["patch_size"] == "[32, 32, 32]" and plan["lr"] == "0.01"
+    # float lists to 4 significant digits, not the plan's full float precision; other lists as they are
+    assert plan["spacing"] == "[3.947, 0.7812, 0.7812]" and plan["median_shape"] == "[44.5, 101.3, 101.0]"
+    assert plan["normalization"] == "['ct']"
     (per_case,) = [t for t in page.tables if t["head"][:2] == ["case", "mean_dice"]]
     assert per_case["class"] == "sortable"
     dice = {r[0]: float(r[1]) for r in per_case["rows"]}
