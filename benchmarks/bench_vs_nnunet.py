@@ -31,8 +31,9 @@ Subcommands (run them in this order; each reuses what an earlier one finished):
     the networks that ``iterations`` trained (seed 0, snapshot N), test scans, wall time per case and
     peak memory, both in fp32, with the same mirroring (``--mirroring on|off``).
 ``report``
-    every JSON of the workdir as markdown tables and one figure (test mean Dice against iterations
-    and against minutes, one line per framework, seeds as points and their mean).
+    every JSON of the workdir with scored points or timed runs (not those of ``iterations
+    --train-only``; ``--json`` picks files) as markdown tables and one figure (test mean Dice
+    against iterations and against minutes, one line per framework, seeds as points and their mean).
 
 Training and timing runs take their torch threads from the environment (OMP_NUM_THREADS);
 run them on an idle machine. See benchmarks/README.md.
@@ -745,12 +746,34 @@ def write_report(files: list[Path], stem: Path) -> tuple[Path, Path | None]:
     return md, png
 
 
+def has_results(res: dict) -> bool:
+    """Whether a result JSON has something to report: a scored point (iterations, minutes; not a
+    JSON of ``iterations --train-only`` runs) or a timed prediction run (predict)."""
+    runs = res.get("runs", {}).values()
+    if res.get("kind") == "predict":
+        return any(r.get("repeats") for r in runs)
+    return any(p.get("test_mean_dice") is not None for r in runs for p in r.get("points", []))
+
+
+def default_report_files(root: Path) -> list[Path]:
+    """Every iterations / minutes / predict JSON in ``root`` that has results; one line on stderr
+    names those left out and why."""
+    found = sorted([*root.glob("iterations_*.json"), *root.glob("minutes_*.json"), *root.glob("predict_*.json")])
+    kept, skipped = [], []
+    for f in found:
+        (kept if has_results(json.loads(f.read_text())) else skipped).append(f)
+    if skipped:
+        print(f"report: skipped {len(skipped)} of {len(found)} result JSONs without scored points or timed runs "
+              f"(training only, e.g. `iterations --train-only`; pass them with --json to include them): "
+              f"{', '.join(f.name for f in skipped)}", file=sys.stderr)
+    return kept
+
+
 def cmd_report(args) -> int:
     w = Work(args.workdir)
-    files = [Path(f) for f in args.json] if args.json else sorted(
-        [*w.root.glob("iterations_*.json"), *w.root.glob("minutes_*.json"), *w.root.glob("predict_*.json")])
+    files = [Path(f) for f in args.json] if args.json else default_report_files(w.root)
     if not files:
-        sys.exit(f"no result JSON in {w.root}")
+        sys.exit(f"no result JSON with scored points or timed runs in {w.root}")
     md, png = write_report(files, Path(args.out) if args.out else w.root / "report")
     print(md.read_text())
     print(f"wrote {md}" + (f" and {png}" if png else ""))
@@ -817,7 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="tables and figure from the JSON files")
     common_args(r)
-    r.add_argument("--json", nargs="*", help="result files (default: every one in the workdir)")
+    r.add_argument("--json", nargs="*",
+                   help="result files (default: every one in the workdir with scored points or timed runs)")
     r.add_argument("--out", help="output stem (STEM.md, STEM.png)")
 
     x = sub.add_parser("_sc-predict", help=argparse.SUPPRESS)

@@ -254,6 +254,50 @@ def test_predict_and_minutes_tables():
     assert "| nnU-Net v2 | 0 | 17 | 9.9 | 35.00 | 0.004 | 0.004 |" in text
 
 
+def test_report_leaves_out_train_only_results(tmp_path, capsys):
+    def run(tool, points):
+        return {"tool": tool, "seed": 0, "training": {"seconds_per_iteration": 1.0}, "points": points}
+
+    scored = [{"iterations": 20, "minutes": 2.0, "test_mean_dice": 0.75, "dice_per_class": {"a": 0.75}}]
+    files = {
+        "iterations_20.json": {"kind": "iterations", "dataset": "TINY", "iterations": 20,
+                               "runs": {"selfconfig/seed0": run("selfconfig", scored)}},
+        # `iterations --train-only`: trained, nothing scored (no points, or none yet)
+        "iterations_500.json": {"kind": "iterations", "dataset": "TINY", "iterations": 500,
+                                "runs": {"selfconfig/seed0": {"tool": "selfconfig", "seed": 0, "training": {}},
+                                         "nnunet/seed0": run("nnunet", [])}},
+        "minutes_10.json": {"kind": "minutes", "dataset": "TINY", "minutes": 10, "runs": {}},
+        "predict_20.json": {"kind": "predict", "dataset": "TINY", "iterations": 20, "repeats": 1, "n_test_cases": 2,
+                            "runs": {"nnunet": {"median_seconds_per_case": 3.5, "median_peak_tree_pss_mb": 1500,
+                                                "median_peak_tree_rss_mb": 2000,
+                                                "repeats": [{"use_mirroring": True}]}}},
+    }
+    for name, res in files.items():
+        (tmp_path / name).write_text(json.dumps(res))
+    assert [f.name for f in vs.default_report_files(tmp_path)] == ["iterations_20.json", "predict_20.json"]
+    capsys.readouterr()
+    assert vs.main(["report", "--workdir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    skip_lines = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skip_lines) == 1 and "2 of 4" in skip_lines[0] and "--train-only" in skip_lines[0]
+    assert "iterations_500.json" in skip_lines[0] and "minutes_10.json" in skip_lines[0]
+    assert "iterations_20.json" not in skip_lines[0]
+    text = (tmp_path / "report.md").read_text()
+    assert "TINY: 20 iterations" in text and "| selfconfig | 0 | 20 | 2.0 | 1.00 | 0.750 | 0.750 |" in text
+    assert "| nnU-Net v2 | 3.50 | 1500 | 2000 | True |" in text
+    assert "500 iterations" not in text and "10 minutes" not in text
+    png = tmp_path / "report.png"
+    assert png.is_file() and png.stat().st_size > 10000
+    # named with --json, a train-only file is still reported; with nothing scored at all, a clear refusal
+    assert vs.main(["report", "--workdir", str(tmp_path), "--json", str(tmp_path / "iterations_500.json"),
+                    "--out", str(tmp_path / "only")]) == 0
+    assert "TINY: 500 iterations" in (tmp_path / "only.md").read_text()
+    for name in ("iterations_20.json", "predict_20.json"):
+        (tmp_path / name).unlink()
+    with pytest.raises(SystemExit, match="no result JSON with scored points"):
+        vs.main(["report", "--workdir", str(tmp_path)])
+
+
 def test_mirror_axes_reach_nnunet_and_name_the_run():
     p = sc_plans()
     p["configurations"]["3d"].update(mirror_axes=[0, 1], mirror_axes_reason="left/right classes along x")
