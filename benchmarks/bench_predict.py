@@ -8,14 +8,17 @@ Set-up (not timed):
 3. selfconfig trains Scratch for 1 epoch of 1 iteration (a real run folder with a final checkpoint).
 4. nnU-Net fingerprints and plans Dataset501 (a copy of the same training cases); then
    nnunet_make_model.py rewrites its 3d_fullres plan to selfconfig's patch, spacing, normalisation
-   and PlainConvUNet topology and saves a randomly initialised fold_0/checkpoint_final.pth.
+   and PlainConvUNet topology and saves a randomly initialised fold_0/checkpoint_final.pth that
+   allows test-time mirroring along the selfconfig plan's ``mirror_axes`` (in nnU-Net's axis order).
    Both networks' parameter counts and shape lists are compared (they must be equal).
 
 Timed (each in a fresh subprocess; peak memory = summed PSS/RSS of the process tree):
     selfconfig_predict -i IN -o OUT -tr Scratch -frac 1.0 -f 0 -c 3d [--no-tta]
     nnUNetv2_predict   -i IN -o OUT -d 501 -c 3d_fullres -f 0 [--disable_tta] -npp 1 -nps 1 -device cpu
-on a folder with 1 case and on one with all ``--cases`` cases, mirroring off and/or on (8 mirrorings
-in 3D for both tools), step size 0.5 for both. Then
+on a folder with 1 case and on one with all ``--cases`` cases, mirroring off and/or on, step size
+0.5 for both. Mirroring on runs every subset of the plan's mirror axes: 2**len(mirror_axes)
+mirrorings for both tools (8 when the plan mirrors all three axes, 4 when its mirror rule leaves one
+out; the report and the JSON give each tool's axes and count). Then
     per-case time = (t(N cases) - t(1 case)) / (N - 1)       (medians over repetitions)
     start-up time = t(1 case) - per-case time                  (imports, model loading, workers)
 selfconfig's default precision is bf16 autocast on CPUs with fast bfloat16 (float32 otherwise);
@@ -147,6 +150,7 @@ def selfconfig_network_info(plans_path: Path) -> dict:
     return {"parameters": int(sum(t.numel() for t in net.parameters())),
             "parameter_shapes": sorted([list(t.shape) for t in net.parameters()]),
             "patch_size": list(cfg.patch_size), "features_per_stage": list(cfg.network.encoder.features_per_stage),
+            "mirror_axes": list(cfg.axes_to_mirror()), "mirror_axes_reason": cfg.mirror_axes_reason,
             "auto_precision_on_cpu": resolve_precision("auto", "cpu")}
 
 
@@ -160,6 +164,18 @@ def link_inputs(src: Path, dst: Path, n: int) -> list[str]:
         except OSError:
             shutil.copy2(f, dst / f.name)
     return [f.name[: -len("_0000.nii.gz")] for f in files]
+
+
+def mirrorings(axes: list[int], mirroring: bool) -> int:
+    """Network evaluations per window: every subset of the mirror axes (the identity included)."""
+    return 2 ** len(axes) if mirroring else 1
+
+
+def tool_mirror_axes(tools: list[str], sc_info: dict, nn_info: dict | None) -> dict[str, list[int]]:
+    """The axes each tool mirrors at test time: selfconfig its plan's, nnU-Net those its checkpoint
+    allows (a model from before nnunet_make_model.py wrote them: every axis)."""
+    nn_axes = None if nn_info is None else nn_info.get("mirror_axes", list(range(len(nn_info["patch_size"]))))
+    return {t: (nn_axes if t.startswith("nnU-Net") else sc_info["mirror_axes"]) for t in tools}
 
 
 def commands(tool: str, inp: Path, out: Path, mirroring: bool, step: float) -> list[str]:
@@ -234,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{len(written)}/{n} outputs", file=sys.stderr, flush=True)
                     runs.setdefault(key, []).append(m)
 
-    summary = summarise(runs, tools, mirror_settings, args.cases)
+    summary = summarise(runs, tools, mirror_settings, args.cases, tool_mirror_axes(tools, sc_info, nn_info))
     print_report(summary, sc_info, nn_info, args)
     write_json(out_json, {"benchmark": "predict", "cases": args.cases, "repeats": args.repeats, "plan": args.plan,
                           "step_size": args.step_size, "machine": machine_info(), "loadavg_before": args.load_before,
@@ -247,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.ok for ms in runs.values() for r in ms) else 1
 
 
-def summarise(runs: dict[str, list[Measurement]], tools: list[str], mirror_settings: list[bool], n: int) -> list[dict]:
+def summarise(runs: dict[str, list[Measurement]], tools: list[str], mirror_settings: list[bool], n: int,
+              mirror_axes: dict[str, list[int]]) -> list[dict]:
     rows = []
     for mirroring in mirror_settings:
         m = "on" if mirroring else "off"
@@ -258,7 +275,8 @@ def summarise(runs: dict[str, list[Measurement]], tools: list[str], mirror_setti
             tn = median([r.wall_s for r in many])
             per_case = None if t1 is None or tn is None else (tn - t1) / (n - 1)
             rows.append({
-                "tool": tool, "mirroring": m, "cases": n, "ok_runs": f"{len(one) + len(many)}/"
+                "tool": tool, "mirroring": m, "mirror_axes": mirror_axes[tool] if mirroring else [],
+                "mirrorings": mirrorings(mirror_axes[tool], mirroring), "cases": n, "ok_runs": f"{len(one) + len(many)}/"
                 f"{len(runs[f'{tool}|mirroring={m}|n=1']) + len(runs[f'{tool}|mirroring={m}|n={n}'])}",
                 "median_wall_1_case_s": t1, "median_wall_n_cases_s": tn, "per_case_s": per_case,
                 "startup_s": None if per_case is None else t1 - per_case,
@@ -277,13 +295,20 @@ def print_report(summary: list[dict], sc_info: dict, nn_info: dict | None, args:
     print(f"Network: patch {sc_info['patch_size']}, features {sc_info['features_per_stage']}; parameters "
           f"selfconfig {sc_info['parameters']:,}" + (f", nnU-Net {nn_info['parameters']:,} (identical parameter "
           f"shapes: {nn_info['parameter_shapes'] == sc_info['parameter_shapes']})" if nn_info else "") + "\n")
-    header = ["tool", "mirroring", f"total {args.cases} cases s", "1 case s", "per case s", "start-up s",
+    if any(r["mirroring"] == "on" for r in summary):
+        counts = {r["tool"]: (r["mirror_axes"], r["mirrorings"]) for r in summary if r["mirroring"] == "on"}
+        print("Mirroring on: " + "; ".join(f"{t} mirrors axes {a} ({m} mirrorings)" for t, (a, m) in counts.items())
+              + f". selfconfig's plan: {sc_info['mirror_axes_reason'] or 'every axis'}"
+              + ("" if len({m for _, m in counts.values()}) == 1 else
+                 ". NOT the same number of mirrorings: the per-case times compare different work") + "\n")
+    header = ["tool", "mirroring", "mirrorings", f"total {args.cases} cases s", "1 case s", "per case s", "start-up s",
               "per case vs nnU-Net", f"peak tree PSS MB ({args.cases} cases)", "peak tree RSS MB"]
     base = {r["mirroring"]: r for r in summary if r["tool"].startswith("nnU-Net")}
     rows = []
     for r in summary:
         b = base.get(r["mirroring"])
-        rows.append([r["tool"], r["mirroring"], fmt(r["median_wall_n_cases_s"]), fmt(r["median_wall_1_case_s"]),
+        rows.append([r["tool"], r["mirroring"], str(r["mirrorings"]), fmt(r["median_wall_n_cases_s"]),
+                     fmt(r["median_wall_1_case_s"]),
                      fmt(r["per_case_s"], 2), fmt(r["startup_s"]),
                      fmt_ratio(r["per_case_s"], b and b["per_case_s"]),
                      fmt(r["median_peak_tree_pss_mb"], 0), fmt(r["median_peak_tree_rss_mb"], 0)])

@@ -8,9 +8,12 @@ patch size, spacing, batch size, normalisation scheme and its intensity statisti
 orders, and the PlainConvUNet topology (features, kernels, strides, convolutions per stage,
 instance norm, leaky ReLU). The network is built with nnU-Net's own trainer method
 (nnUNetTrainer.build_network_architecture, as its predictor does), He-initialised with random
-weights, and saved as fold_0/checkpoint_final.pth in nnU-Net's checkpoint format.
+weights, and saved as fold_0/checkpoint_final.pth in nnU-Net's checkpoint format, allowing test-time
+mirroring along selfconfig's mirror axes (its plan's ``mirror_axes``, in nnU-Net's axis order), so
+both tools run the same 2**len(mirror_axes) mirrorings.
 
-Prints one JSON object: the number of parameters and the sorted list of parameter shapes.
+Prints one JSON object: the number of parameters, the sorted list of parameter shapes and the
+mirror axes.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def nnunet_configuration(nn_plans: dict, sc_config: dict) -> dict:
     return cfg
 
 
+def mirror_axes(nn_plans: dict, sc_config: dict) -> list[int]:
+    """selfconfig's mirror axes (every axis when its plan predates ``mirror_axes``) in the axis
+    order of ``nn_plans`` (after its ``transpose_forward``)."""
+    dim = len(sc_config["patch_size"])
+    axes = sc_config.get("mirror_axes")
+    axes = list(range(dim)) if axes is None else [int(a) for a in axes]
+    return nnunet_plans.nnunet_mirror_axes(axes, list(nn_plans.get("transpose_forward", range(dim))))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--selfconfig-plans", required=True, type=Path, help="selfconfig plans.json")
@@ -60,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     sc_config = sc_plans["configurations"][args.selfconfig_configuration]
     plans = json.loads((args.nnunet_preprocessed / "nnUNetPlans.json").read_text())
     dataset_json = json.loads(args.dataset_json.read_text())
+    axes = mirror_axes(plans, sc_config)
     plans["configurations"] = {"3d_fullres": nnunet_configuration(plans, sc_config)}
     # the same intensity statistics as selfconfig's, so both normalise the same way
     plans["foreground_intensity_properties_per_channel"] = sc_plans["intensity_properties"]
@@ -77,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     n_in = determine_num_input_channels(pm, cm, dataset_json)
     n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
     network = nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
-    dim = len(cm.patch_size)
     checkpoint = {
         "network_weights": network.state_dict(),
         "optimizer_state": None,
@@ -87,13 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         "current_epoch": 0,
         "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset_json},
         "trainer_name": "nnUNetTrainer",
-        # nnU-Net's trainer allows mirroring along every spatial axis of an isotropic-enough 3D plan
-        "inference_allowed_mirroring_axes": tuple(range(dim)),
+        # nnU-Net's trainer would allow every axis of an isotropic-enough 3D plan; selfconfig's
+        # plan leaves out an axis along which two classes are mirror images: the predictor mirrors
+        # these (None: none; nnU-Net's predictor fails on an empty tuple)
+        "inference_allowed_mirroring_axes": tuple(axes) or None,
     }
     torch.save(checkpoint, args.model_dir / "fold_0" / "checkpoint_final.pth")
     shapes = sorted([list(t.shape) for t in network.parameters()])
     print(json.dumps({"parameters": int(sum(t.numel() for t in network.parameters())),
-                      "parameter_shapes": shapes, "patch_size": list(cm.patch_size),
+                      "parameter_shapes": shapes, "patch_size": list(cm.patch_size), "mirror_axes": axes,
                       "network_class": cm.network_arch_class_name,
                       "arch_kwargs": plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]}))
     return 0

@@ -9,9 +9,11 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_predict  # noqa: E402
 import common  # noqa: E402
 import nnunet_make_model  # noqa: E402
 
@@ -81,3 +83,39 @@ def test_nnunet_configuration_copies_selfconfig_topology():
     assert kw["strides"] == [[1, 1, 1], [2, 2, 2], [1, 2, 2]] and kw["n_conv_per_stage_decoder"] == [2, 2]
     assert kw["norm_op"].endswith("InstanceNorm3d") and kw["nonlin"] == "torch.nn.LeakyReLU"
     assert cfg["resampling_fn_data_kwargs"]["is_seg"] is False and cfg["resampling_fn_data_kwargs"]["order"] == 3
+
+
+def test_nnunet_model_mirrors_selfconfig_axes():
+    """nnU-Net's checkpoint allows the axes selfconfig's plan mirrors, in nnU-Net's axis order."""
+    sc_config = {"patch_size": [20, 40, 40], "mirror_axes": [0, 1]}  # x (axis 2) left out by the mirror rule
+    assert nnunet_make_model.mirror_axes({"transpose_forward": [0, 1, 2]}, sc_config) == [0, 1]
+    assert nnunet_make_model.mirror_axes({"transpose_forward": [2, 0, 1]}, sc_config) == [1, 2]
+    # a plan from before mirror_axes: every axis
+    assert nnunet_make_model.mirror_axes({"transpose_forward": [0, 1, 2]}, {"patch_size": [20, 40, 40]}) == [0, 1, 2]
+
+
+def test_predict_report_counts_the_mirrorings_of_the_plan(capsys):
+    def m(wall):
+        return common.Measurement("x", [], wall, 100.0, 80.0, 50.0, 1, 0, "log")
+
+    tools = ["selfconfig (bf16, as shipped)", "nnU-Net v2 (fp32)"]
+    sc_info = {"patch_size": [16, 48, 48], "features_per_stage": [8, 16], "parameters": 10, "parameter_shapes": [[1]],
+               "mirror_axes": [0, 1], "mirror_axes_reason": "axis 2 (x): classes 1/3 are mirror images"}
+    nn_info = {"patch_size": [16, 48, 48], "parameters": 10, "parameter_shapes": [[1]], "mirror_axes": [0, 1]}
+    runs = {f"{t}|mirroring={o}|n={n}": [m(w)] for t in tools for o in ("off", "on") for n, w in ((1, 10.0), (3, 14.0))}
+    axes = bench_predict.tool_mirror_axes(tools, sc_info, nn_info)
+    summary = bench_predict.summarise(runs, tools, [False, True], 3, axes)
+    assert [(r["mirroring"], r["mirrorings"]) for r in summary] == [("off", 1), ("off", 1), ("on", 4), ("on", 4)]
+    assert summary[0]["per_case_s"] == 2.0 and summary[2]["mirror_axes"] == [0, 1]
+    args = SimpleNamespace(cases=3, repeats=1, plan="cpu", load_before=None)
+    bench_predict.print_report(summary, sc_info, nn_info, args)
+    out = capsys.readouterr().out
+    assert "selfconfig (bf16, as shipped) mirrors axes [0, 1] (4 mirrorings)" in out
+    assert "nnU-Net v2 (fp32) mirrors axes [0, 1] (4 mirrorings)" in out and "NOT the same" not in out
+    assert "| nnU-Net v2 (fp32) | on | 4 |" in out and "8 mirrorings" not in out
+    # a model made before nnunet_make_model.py recorded its axes mirrors every axis: said, not hidden
+    old = {k: v for k, v in nn_info.items() if k != "mirror_axes"}
+    summary = bench_predict.summarise(runs, tools, [True], 3, bench_predict.tool_mirror_axes(tools, sc_info, old))
+    assert [r["mirrorings"] for r in summary] == [4, 8]
+    bench_predict.print_report(summary, sc_info, old, args)
+    assert "NOT the same number of mirrorings" in capsys.readouterr().out
