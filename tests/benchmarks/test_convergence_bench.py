@@ -77,7 +77,18 @@ def test_a_cell_reads_its_iterations_and_rule_from_the_run(bench, tmp_path):
     _results(tmp_path / "LUNG" / "experiment" / "results.csv",
              [_row(0.1, "test", 0.66, run_dir="LUNG/Scratch__p__3d__converge/frac_0.1/fold_0")])
     cell = bench._cell(tmp_path, "LUNG", 0.1, 300.0)
-    assert cell["test"] == 0.66 and cell["iterations"] == 1175 and cell["minutes"] == 5.0
+    assert cell["test"] == 0.66 and cell["iterations"] == 1175 and cell["minutes"] == 5.0  # the call's: no loop minutes
     assert cell["convergence"]["plateau_iteration"] == 1050 and cell["n_test_cases"] == 6
     (run / "training_time.json").unlink()  # a fixed-length run records no rule: its iterations are the schedule's
     assert bench._cell(tmp_path, "LUNG", 0.1, 60.0)["iterations"] == 192 * 25
+
+
+def test_a_cell_prefers_the_loops_own_minutes(bench, tmp_path):
+    run = tmp_path / "LUNG" / "Scratch__p__3d__quick" / "frac_1.0" / "fold_0"
+    run.mkdir(parents=True)
+    (run / "hyperparameters.json").write_text(json.dumps({"epochs": 40, "iters_per_epoch": 25}))
+    (run / "training_time.json").write_text(json.dumps({"iterations": 1000, "minutes": 7.5}))  # kept across a resume
+    _results(tmp_path / "LUNG" / "experiment" / "results.csv",
+             [_row(1.0, "test", 0.9, run_dir="LUNG/Scratch__p__3d__quick/frac_1.0/fold_0")])
+    cell = bench._cell(tmp_path, "LUNG", 1.0, 120.0)
+    assert cell["minutes"] == 7.5 and cell["call_minutes"] == 2.0 and cell["convergence"] is None
