@@ -483,7 +483,8 @@ def cmd_iterations(args) -> int:
         if key and result["runs"][key].get("points"):
             run = result["runs"][key]
             last = run["points"][-1]
-            pred = w.runs / run["tag"] / pred_name("nnunet", last["iterations"], last.get("predict_mirroring", True))
+            # the folder is named by the mirroring asked for; a run with no mirror axes predicted without
+            pred = w.runs / run["tag"] / pred_name("nnunet", last["iterations"], not args.no_mirroring)
             result["cross_check"] = nnunet_cross_check(w, setup, pred, last["test_mean_dice"],
                                                        f"it{args.iterations}_cross_check")
     result = merge_result(out, result, [])
