@@ -28,7 +28,6 @@ says when the cap, not the plateau, ended the run.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -37,30 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fail, machine_info, markdown_table, run_measured, selfconfig_env, selfconfig_exe  # noqa: E402
+from common import machine_info, markdown_table, run_step, selfconfig_env, selfconfig_exe, test_row  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.97  # a converged cell reaches at least this share of the longer run's test metric
 # datasets made by a script in benchmarks/ instead of selfconfig_make_example (real anatomy; need nilearn)
 MAKERS = {"MNI152_TISSUE": "make_mni152_tissue.py", "MNI152_AAL": "make_mni152_aal.py"}
-
-
-def _run(step: str, cmd: list[str], env: dict, work: Path) -> float:
-    """Run one step (its output in WORK/STEP.log); its wall seconds, or exit with the log's tail."""
-    m = run_measured(step, cmd, env=env, log=work / f"{step}.log", interval=10.0)
-    if not m.ok:
-        fail(step, m)
-    return round(m.wall_s, 1)
-
-
-def test_row(results_csv: Path, fraction: float, fold: int = 0, strategy: str = "Scratch") -> dict:
-    """The test row of one cell of an experiment's results.csv (KeyError when it has none)."""
-    with open(results_csv) as f:
-        for row in csv.DictReader(f):
-            if (row["strategy"] == strategy and math.isclose(float(row["fraction"]), fraction)
-                    and str(row["fold"]) == str(fold) and row["split"] == "test"):
-                return row
-    raise KeyError(f"{results_csv}: no test row for {strategy} at fraction {fraction:g}, fold {fold}")
 
 
 def long_epochs(converged_iterations: int, factor: float, iters_per_epoch: int) -> int:
@@ -142,10 +123,10 @@ def main() -> None:
         if not (work / "raw" / args.dataset / "dataset.json").is_file():
             make = ([sys.executable, str(REPO / "benchmarks" / MAKERS[args.dataset]), "--raw", str(work / "raw")]
                     if args.dataset in MAKERS else [selfconfig_exe("selfconfig_make_example"), args.dataset])
-            _run("make_example", make, env, work)
+            run_step("make_example", make, env, work)
         plan = [selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset,
                 "--cpu-seconds", str(args.cpu_seconds), "--no-progress"]
-        _run("plan_and_preprocess", plan + (["--cpu-gflops", str(args.cpu_gflops)] if args.cpu_gflops else []), env,
+        run_step("plan_and_preprocess", plan + (["--cpu-gflops", str(args.cpu_gflops)] if args.cpu_gflops else []), env,
              work)
     plans = json.loads((work / "preprocessed" / args.dataset / "plans.json").read_text())
     record["plan"] = {k: plans.get("budget", {}).get(k) for k in ("precision", "cpu_gflops")}
@@ -153,14 +134,14 @@ def main() -> None:
         tag = f"{frac:g}"
         base = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", "Scratch", "-frac", str(frac),
                 "-f", "0", "--no-progress"]
-        secs = _run(f"converge_{tag}", base + ["--budget", "converge"], env, work)
+        secs = run_step(f"converge_{tag}", base + ["--budget", "converge"], env, work)
         conv = _cell(work / "results", args.dataset, frac, secs)
         if (conv["convergence"] or {}).get("stop_reason") != "converged":
             print(f"fraction {tag}: the converged run stopped by {(conv['convergence'] or {}).get('stop_reason')} "
                   "before a plateau; the comparison says how far it got", file=sys.stderr)
         epochs = long_epochs(conv["iterations"], args.factor, conv["iters_per_epoch"])
         ref_env = selfconfig_env(work / "raw", work / "preprocessed", work / "long")
-        secs = _run(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs), "--max-minutes", "100000"],
+        secs = run_step(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs), "--max-minutes", "100000"],
                     ref_env, work)
         ref = _cell(work / "long", args.dataset, frac, secs)
         rec = compare(frac, conv, ref)

@@ -254,6 +254,29 @@ def fail(what: str, m: Measurement) -> None:
     tail = Path(m.log).read_text().splitlines()[-25:]
     sys.exit(f"{what} failed (exit {m.returncode}); see {m.log}:\n" + "\n".join(tail))
 
+def run_step(step: str, cmd: list[str], env: dict, work: Path) -> float:
+    """Run one step of a benchmark (its output in WORK/STEP.log); its wall seconds, or exit with the
+    log's tail. Memory is sampled every 10 s, not every 50 ms: at 50 ms the sampler's walks of /proc
+    took about 40 % of a core and slowed the run it was timing."""
+    m = run_measured(step, cmd, env=env, log=work / f"{step}.log", interval=10.0)
+    if not m.ok:
+        fail(step, m)
+    return round(m.wall_s, 1)
+
+
+def test_row(results_csv: Path, fraction: float, fold: int | str = 0, strategy: str = "Scratch") -> dict:
+    """The test row of one cell of an experiment's results.csv (KeyError when it has none)."""
+    import csv
+    import math
+
+    with open(results_csv) as f:
+        for row in csv.DictReader(f):
+            if (row["strategy"] == strategy and math.isclose(float(row["fraction"]), fraction)
+                    and str(row["fold"]) == str(fold) and row["split"] == "test"):
+                return row
+    raise KeyError(f"{results_csv}: no test row for {strategy} at fraction {fraction:g}, fold {fold}")
+
+
 
 # ----------------------------------------------------------------------------------- statistics / output
 def median(values: list[float]) -> float | None:

@@ -21,7 +21,6 @@ documentation/results/NAME). Run it on an otherwise idle machine:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -31,28 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fail, fresh_dir, machine_info, run_measured, selfconfig_env, selfconfig_exe  # noqa: E402
+from common import fresh_dir, machine_info, run_step, selfconfig_env, selfconfig_exe, test_row  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(step: str, cmd: list[str], env: dict, work: Path) -> float:
-    """Run one step (its output in WORK/STEP.log); its wall seconds, or exit with the log's tail."""
-    # memory is not what this script measures: sample it every 10 s, not every 50 ms (at 50 ms the sampler's
-    # walks of /proc took about 40 % of a core and slowed the grid it was timing)
-    m = run_measured(step, cmd, env=env, log=work / f"{step}.log", interval=10.0)
-    if not m.ok:
-        fail(step, m)
-    return round(m.wall_s, 1)
-
-
 def _test_metric(results_csv: Path, strategy: str, fraction: float, fold: int) -> float | None:
-    with open(results_csv) as f:
-        for row in csv.DictReader(f):
-            if (row["strategy"] == strategy and float(row["fraction"]) == fraction and str(row["fold"]) == str(fold)
-                    and row["split"] == "test"):
-                return float(row["value"])
-    return None
+    try:
+        return float(test_row(results_csv, fraction, fold, strategy)["value"])
+    except KeyError:
+        return None
 
 
 def main() -> None:
@@ -71,13 +58,13 @@ def main() -> None:
     timing: dict = {"dataset": args.dataset, "trainers": args.trainers, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "machine": machine_info(), "seconds": {}}
     sec = timing["seconds"]
-    sec["make_example"] = _run("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset], env, work)
-    sec["plan_and_preprocess"] = _run("plan_and_preprocess", [
+    sec["make_example"] = run_step("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset], env, work)
+    sec["plan_and_preprocess"] = run_step("plan_and_preprocess", [
         selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset, "--cpu-seconds", str(args.cpu_seconds),
         "--no-progress"], env, work)
     exp = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", *args.trainers, "--budget", "quick",
            "--no-progress"] + (["-c", args.configuration] if args.configuration else [])
-    sec["grid"] = _run("grid", exp, env, work)
+    sec["grid"] = run_step("grid", exp, env, work)
 
     # what the plan and the budget gave each cell
     os.environ.update({k: env[k] for k in ("SELFCONFIG_RAW", "SELFCONFIG_PREPROCESSED", "SELFCONFIG_RESULTS")})
@@ -113,7 +100,7 @@ def main() -> None:
         ref_cmd = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", "Scratch", "-frac", "1.0", "-f", "0",
                    "--budget", "quick", "--epochs", str(4 * hp["epochs"]), "--max-minutes", str(4 * quick.train_minutes),
                    "--no-progress", "-c", config_name]
-        sec["reference"] = _run("reference", ref_cmd, ref_env, work)
+        sec["reference"] = run_step("reference", ref_cmd, ref_env, work)
         ref = _test_metric(work / "reference" / args.dataset / "experiment" / "results.csv", "Scratch", 1.0, 0)
         mine = _test_metric(exp_dir / "results.csv", "Scratch", 1.0, 0)
         timing["reference"] = {"iterations": 4 * hp["epochs"] * hp["iters_per_epoch"], "test": ref,
