@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: {' '.join(cmd[2:])}", flush=True)
         rc = subprocess.call(cmd, cwd=ROOT, env=env)
         tally = json.loads(report.read_text()) if report.is_file() else {}
-    print(f"\n| reader | examples | read exactly | refused | refusals by field |\n|---|---|---|---|---|")
+    print("\n| reader | examples | read exactly | refused | refusals by field |\n|---|---|---|---|---|")
     for reader, counts in sorted(tally.items()):
         read = sum(v for k, v in counts.items() if k.startswith("read"))
         refused = sum(v for k, v in counts.items() if k.startswith("refused") and ":" not in k)

@@ -319,7 +319,7 @@ def print_report(r: dict) -> None:
           f"{_f(s['argmax_agreement_device_vs_cpu'], 4)}; auto chose {s['auto_stitched_on']} | |")
     if "ddp" in r:
         d = r["ddp"]
-        print(f"| 2-GPU DDP (2 x 50 iterations) | " + (d.get("skipped") or
+        print("| 2-GPU DDP (2 x 50 iterations) | " + (d.get("skipped") or
               f"exit {d['returncode']}, {_f(d['wall_s'], 1)} s wall") + " | |")
     print(f"\ntotal {_f(r['total_s'], 0)} s")
 

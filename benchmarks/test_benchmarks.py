@@ -19,13 +19,19 @@ import nnunet_make_model  # noqa: E402
 
 CHILD = textwrap.dedent("""
     import multiprocessing as mp, sys, time
+    def init(barrier):
+        global BARRIER
+        BARRIER = barrier
     def hold(mb):
         block = bytearray(mb * 1024 * 1024)   # zero-filled, so every page is touched
-        time.sleep(1.0)
+        BARRIER.wait(timeout=50)              # both workers hold their block at the same time ...
+        time.sleep(1.0)                       # ... for a second, however slowly a loaded machine spawns them
         return len(block)
     if __name__ == "__main__":
-        with mp.get_context("spawn").Pool(2) as pool:
-            print(pool.map(hold, [80, 80]))
+        ctx = mp.get_context("spawn")
+        barrier = ctx.Barrier(2)
+        with ctx.Pool(2, initializer=init, initargs=(barrier,)) as pool:
+            print(pool.map(hold, [80, 80], chunksize=1))
 """)
 
 
