@@ -25,7 +25,7 @@ from selfconfig.paths import parse_run_dir, run_folder_name, train_command_line
 from selfconfig.plans import Plans
 from selfconfig.precision import autocast, resolve_precision
 from selfconfig.preprocessing.preprocessor import preprocess_case
-from selfconfig.preprocessing.previous_stage import one_hot, previous_stage_labels, to_preprocessed_grid
+from selfconfig.preprocessing.previous_stage import append_previous_stage, to_preprocessed_grid
 from selfconfig.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,14 @@ class Predictor:
     A cascade configuration (``previous_stage`` in its plan) needs ``previous_stage``: the
     :class:`Predictor` of the previous stage, whose segmentation of each case becomes extra one-hot
     input channels (:mod:`selfconfig.preprocessing.previous_stage`); :meth:`from_checkpoints` finds it.
+    ``previous_stage_in_data``: a cascade predictor without it, for preprocessed cases that already
+    carry those channels (:func:`~selfconfig.preprocessing.previous_stage.append_previous_stage`), as
+    training's whole-scan scoring gives them; it predicts no scans (:meth:`predict_case` refuses).
     """
 
     def __init__(self, models: list[LoadedModel], device: torch.device, tta: bool = True, step_size: float = 0.5,
                  sw_batch_size: int = 4, precision: str = "auto", stitch: str = "auto",
-                 previous_stage: "Predictor | None" = None):
+                 previous_stage: "Predictor | None" = None, previous_stage_in_data: bool = False):
         if not models:
             raise CheckpointError("no model to predict with")
         first = models[0]
@@ -153,7 +156,7 @@ class Predictor:
             raise ConfigurationError(f"stitch={stitch!r} is not one of auto, device, cpu")
         self.stitch = stitch  # auto: on the device unless the volume is too large for its free memory
         self.previous_stage = previous_stage
-        if self.config.previous_stage and previous_stage is None:
+        if self.config.previous_stage and previous_stage is None and not previous_stage_in_data:
             raise PreviousStageError(f"{first.source}: configuration {self.configuration} needs the predictions of "
                                      f"{self.config.previous_stage}; build the predictor with Predictor.from_checkpoints")
         if previous_stage is not None and previous_stage.plans.labels != self.plans.labels:
@@ -273,6 +276,10 @@ class Predictor:
         """Predict one case read from disk. Segmentation -> ``seg`` (Z, Y, X) on the input's grid
         (and ``probabilities`` (K, Z, Y, X) if asked); classification -> ``probabilities`` (K,)."""
         self.check_input(image, geometry, source)
+        if self.config.previous_stage and self.previous_stage is None:
+            raise PreviousStageError(f"{self.models[0].source}: this {self.configuration} predictor takes preprocessed "
+                                     f"cases that carry their {self.config.previous_stage} channels; build it with "
+                                     f"Predictor.from_checkpoints to predict scans")
         data, _, props = preprocess_case(image, geometry, None, self.plans, self.config)
         if self.previous_stage is not None:
             data = self.add_previous_stage(data, image, geometry, props, source)
@@ -290,9 +297,8 @@ class Predictor:
         """``data`` (C, Z, Y, X) with the previous stage's segmentation of the scan appended as
         one-hot channels: predicted on the scan's own grid, then cropped and resampled as the case."""
         prev = self.previous_stage.predict_case(image, geometry, source)["seg"]
-        prev = to_preprocessed_grid(prev, props, self.plans, self.config, source)
-        extra = one_hot(prev, previous_stage_labels(self.plans))
-        return np.concatenate([data, extra]).astype(np.float32, copy=False)
+        return append_previous_stage(data, to_preprocessed_grid(prev, props, self.plans, self.config, source),
+                                     self.plans)
 
 
 def revert_to_original(probs: np.ndarray, props: dict, background_channel: bool = True) -> np.ndarray:

@@ -59,6 +59,12 @@ def one_hot(seg: np.ndarray, labels: list[int]) -> np.ndarray:
         np.zeros((0, *seg.shape), np.float32)
 
 
+def append_previous_stage(data: np.ndarray, seg: np.ndarray, plans: Plans) -> np.ndarray:
+    """The cascade's input: a preprocessed case ``data`` (C, Z, Y, X) with the previous stage's label
+    map ``seg`` on its grid appended as one-hot channels, one per :func:`previous_stage_labels` value."""
+    return np.concatenate([data, one_hot(seg, previous_stage_labels(plans))]).astype(np.float32, copy=False)
+
+
 def preprocess_previous_stage(sources: dict[str, Path], case_folder: Path, out_dir: Path, plans: Plans,
                               config: ConfigurationPlan) -> dict[str, str]:
     """Put each case's previous-stage label map (``sources``: case id -> a file in the scan's

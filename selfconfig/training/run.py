@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 #: Supplied by the layer above (the API function, the experiment grid), which may import inference.
 Validator = Callable[[Path, DatasetContext, list, torch.device, bool, bool], Optional[dict]]
 
-#: whole-scan scoring for ``--until-converged``: ``make(data, val_ids, device, precision) -> score(network)``.
-#: Supplied by the layer above too (:func:`selfconfig.inference.whole_scan.whole_scan_scorer`).
+#: whole-scan scoring for ``--until-converged``: ``make(data, val_refs, device, precision) -> score(network)``,
+#: ``val_refs`` the validation cases as the run's validation batches read them (a cascade's with their
+#: previous-stage label maps). Supplied by the layer above too
+#: (:func:`selfconfig.inference.whole_scan.whole_scan_scorer`).
 ScorerFactory = Callable[[DatasetContext, list, torch.device, str], Callable[[torch.nn.Module], float]]
 
 
@@ -161,7 +163,7 @@ def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: P
                                               f"frac {run.fraction:g} fold {run.fold}",
                    lambda: checkpoint_meta(trainer, run, hp, {"initialization": init_record}), hp,
                    extra_callbacks=trainer.extra_callbacks(run), convergence=rule,
-                   score=_whole_scan_score(run, module, scorer) if rule else None)
+                   score=_whole_scan_score(run, module, val_refs, scorer) if rule else None)
     trained = not (ckpt is not None and state.epoch >= state.epochs and state.finished)
     log.info("training %s on %s/%s: %d case(s), patch %s, batch %d, %d x %d iterations, device %s (%s)",
              trainer.name, data.dataset, data.configuration, len(train_refs), cfg.patch_size, batch_size(hp, cfg),
@@ -177,9 +179,10 @@ def _train(trainer: Trainer, run: RunContext, settings: Settings, resume_from: P
     return result
 
 
-def _whole_scan_score(run: RunContext, module: SupervisedModule, scorer: ScorerFactory) -> Score:
-    """The score of a run trained until converged: its validation cases predicted whole."""
-    score = scorer(run.data, run.val_ids, run.device, module.precision)
+def _whole_scan_score(run: RunContext, module: SupervisedModule, val_refs: list, scorer: ScorerFactory) -> Score:
+    """The score of a run trained until converged: its validation cases predicted whole (a
+    cascade's with their previous stage's segmentation as input, as in its validation batches)."""
+    score = scorer(run.data, val_refs, run.device, module.precision)
     return lambda mod, state, logs: score(mod.network)
 
 

@@ -4,6 +4,9 @@ and one clear line when the previous stage is missing."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +155,82 @@ def test_cascade_trains_on_lowres_cross_validation_and_predicts(roots, make_data
     with pytest.raises(PreviousStageError, match=r"selfconfig_train -d CAS -c 3d_lowres -tr Scratch -frac 1 -f 0"):
         predict(roots.raw / "CAS" / "imagesTs", tmp_path / "pred2", trainer="Scratch", dataset="CAS",
                 configuration="3d_cascade_fullres", folds=["0"], roots=roots, progress=False)
+
+
+class _CopyPreviousStage(torch.nn.Module):
+    """Logits that repeat the one-hot previous-stage channels after the one image channel: scored on
+    whole scans, its score is the previous stage's own Dice when (and only when) those channels are
+    the previous stage's segmentation."""
+
+    def forward(self, x):
+        prev = x[:, 1:]
+        return 10.0 * torch.cat([1.0 - prev.sum(1, keepdim=True), prev], 1)
+
+
+def test_a_cascade_stage_trains_until_converged_scored_with_its_previous_stage(roots, make_dataset, fast_hp,
+                                                                              monkeypatch):
+    """--until-converged scores a cascade stage on whole validation scans with the previous stage's
+    segmentation as one-hot input channels. The 3d_lowres cross-validation predictions are stand-ins
+    (each case's reference shifted by two voxels) so that no lowres fold has to be trained."""
+    from dataclasses import replace
+
+    from selfconfig.dataset.io import read_image, read_label, write_segmentation
+    from selfconfig.inference import whole_scan
+    from selfconfig.inference.predictor import LoadedModel, Predictor
+    from selfconfig.planning import plan_and_preprocess
+    from selfconfig.preprocessing import storage
+    from selfconfig.training import api, convergence
+    from selfconfig.training.context import open_dataset
+
+    make_dataset("CASC", task="segmentation", dim=3, shape=(32, 32, 32), n_train=3, n_test=0, n_un=0)
+    plans = plan_and_preprocess("CASC", num_processes=1, cpu_gflops=2.0, cpu_target_seconds=0.05, roots=roots,
+                                progress=False).plans
+    assert plans.configurations["3d_cascade_fullres"].previous_stage == "3d_lowres"
+    lowres = open_dataset("CASC", "3d_lowres", roots=roots)
+    for k, split in enumerate(lowres.splits()):  # each fold's "final validation" of the case it validated
+        run_dir = lowres.run_dir("Scratch", 1.0, k)
+        (run_dir / "validation").mkdir(parents=True)
+        (run_dir / "checkpoint_final.pt").write_bytes(b"")
+        for c in split["val"]:
+            seg, geometry = read_label(roots.raw / "CASC" / "labelsTr" / f"{c}.nii.gz")
+            write_segmentation(np.roll(seg, 2, axis=-1), geometry, run_dir / "validation" / f"{c}.nii.gz")
+
+    made = []
+
+    def recording_scorer(data, val_refs, device, precision):
+        score = whole_scan.whole_scan_scorer(data, val_refs, device, precision)
+        made.append((data, val_refs, score))
+        return score
+
+    monkeypatch.setattr(api, "whole_scan_scorer", recording_scorer)
+    monkeypatch.setattr(convergence, "SCORING_SHARE", 1e9)  # score every epoch
+    hp = {**fast_hp, "precision": "fp32", "final_validation": False, "until_converged": True, "epochs": 20,
+          "converge_patience": 2, "converge_margin": 1.0}  # margin 1.0: no score is a gain, plateau at epoch 3
+    run = api.train("Scratch", "CASC", configuration="3d_cascade_fullres", fold=0, hyperparameters=hp, roots=roots,
+                    progress=False)
+    info = json.loads((run.run_dir / "training_time.json").read_text())["convergence"]
+    assert info["stop_reason"] == "converged" and info["plateau_epoch"] == 3
+    scores = [c["score"] for c in info["curve"]]
+    assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
+    assert (run.run_dir / "checkpoint_best.pt").is_file() and (run.run_dir / "checkpoint_final.pt").is_file()
+
+    # the scorer got the validation cases with their previous-stage maps, and scores what they hold
+    (data, val_refs, score), = made
+    assert [r.case_id for r in val_refs] == lowres.splits()[0]["val"] and all(r.previous_stage for r in val_refs)
+    dice = []
+    for ref in val_refs:
+        prev = np.load(ref.previous_stage)
+        ref_seg = storage.load_seg(Path(ref.folder), ref.case_id, mmap=False)
+        assert prev.shape == ref_seg.shape
+        dice.append(np.mean([2 * np.sum((prev == v) & (ref_seg == v)) / (np.sum(prev == v) + np.sum(ref_seg == v))
+                             for v in (1, 2)]))
+    assert 0.1 < np.mean(dice) < 0.99
+    assert score(_CopyPreviousStage()) == pytest.approx(np.mean(dice), abs=1e-9)
+    with pytest.raises(ValueError, match="3d_lowres label map"):
+        whole_scan.whole_scan_scorer(data, [replace(r, previous_stage=None) for r in val_refs], torch.device("cpu"))
+
+    # such a predictor of preprocessed cascade inputs predicts no scans: it has no lowres model
+    model = LoadedModel(_CopyPreviousStage(), data.plans, data.configuration, "", Path("(in training)"))
+    with pytest.raises(PreviousStageError, match="Predictor.from_checkpoints"):
+        Predictor([model], torch.device("cpu"), previous_stage_in_data=True).predict_case(
+            *read_image(roots.raw / "CASC" / "imagesTr" / f"{val_refs[0].case_id}_0000.nii.gz"))
