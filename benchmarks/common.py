@@ -12,7 +12,9 @@ with the selfconfig virtualenv's python and call nnU-Net through its own virtual
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import shlex
 import shutil
@@ -254,6 +256,7 @@ def fail(what: str, m: Measurement) -> None:
     tail = Path(m.log).read_text().splitlines()[-25:]
     sys.exit(f"{what} failed (exit {m.returncode}); see {m.log}:\n" + "\n".join(tail))
 
+
 def run_step(step: str, cmd: list[str], env: dict, work: Path) -> float:
     """Run one step of a benchmark (its output in WORK/STEP.log); its wall seconds, or exit with the
     log's tail. Memory is sampled every 10 s, not every 50 ms: at 50 ms the sampler's walks of /proc
@@ -266,16 +269,12 @@ def run_step(step: str, cmd: list[str], env: dict, work: Path) -> float:
 
 def test_row(results_csv: Path, fraction: float, fold: int | str = 0, strategy: str = "Scratch") -> dict:
     """The test row of one cell of an experiment's results.csv (KeyError when it has none)."""
-    import csv
-    import math
-
     with open(results_csv) as f:
         for row in csv.DictReader(f):
             if (row["strategy"] == strategy and math.isclose(float(row["fraction"]), fraction)
                     and str(row["fold"]) == str(fold) and row["split"] == "test"):
                 return row
     raise KeyError(f"{results_csv}: no test row for {strategy} at fraction {fraction:g}, fold {fold}")
-
 
 
 # ----------------------------------------------------------------------------------- statistics / output
