@@ -50,6 +50,7 @@ class TrainingConfig:
     converge_margin: float = 0.005  # in the score's units (Dice, kappa, AUC, pretext accuracy)
     converge_tail: float = 0.1  # the annealing tail, as a fraction of the iterations trained before it
     converge_interval: float = 0.03  # scoring spacing, as a fraction of the run's horizon (at least an epoch)
+    converge_signal: float = 2.0  # a plateau needs best - first score > this x the scatter since the last gain (0: off)
     # pre-training (surrogate strategies)
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50
@@ -104,7 +105,7 @@ class TrainingConfig:
                 bad(name, v, "it must be above 0 and at most 1")
         if not (isinstance(self.warmup_fraction, (int, float)) and 0 <= self.warmup_fraction < 1):
             bad("warmup_fraction", self.warmup_fraction, "it must be at least 0 and below 1")
-        for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent", "converge_margin"):
+        for name in ("weight_decay", "momentum", "grad_clip", "poly_exponent", "converge_margin", "converge_signal"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(name, v, "it must be a finite number of at least 0")

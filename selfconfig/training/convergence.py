@@ -14,7 +14,13 @@ The rule, with its parameters in :class:`~selfconfig.training.config.TrainingCon
   ``--max-minutes`` fit), at least one epoch, and long enough that scoring takes at most
   :data:`SCORING_SHARE` of the time.
 - **plateau**: ``converge_patience`` scores in a row without a gain of more than
-  ``converge_margin`` over the best score before them.
+  ``converge_margin`` over the best score before them, once the run has **left its start**: its
+  best score stands above its first one (taken after the first epoch) by more than
+  ``converge_signal`` times the scatter of the scores since the last gain (that one included; a
+  standard deviation estimated from successive differences, so that a slow trend is not scatter;
+  ``converge_signal`` 0 turns this check off). A run whose
+  scores still scatter around where it started (a small, noisy validation set; a network that has
+  not begun to learn) has no plateau yet and trains on, up to its caps.
 - **tail**: from the plateau the learning rate falls linearly from its value there to zero over
   ``converge_tail`` of the iterations trained so far; then the run stops (a last score is taken).
   ``--epochs`` and ``--max-minutes`` stay caps: a run that keeps improving ends there.
@@ -49,19 +55,22 @@ class ConvergenceRule:
     tail: float
     interval: float
     metric: str  # what the score is called in the log, e.g. "whole-scan val_dice"
+    signal: float = 2.0  # a plateau needs best - first > signal x the scatter of the recent scores
 
     @classmethod
     def of(cls, hp, pretext: bool, metric: str) -> "ConvergenceRule | None":
         """The rule of a run with hyperparameters ``hp``; None when it trains its fixed schedule."""
         if not (hp.pretrain_until_converged if pretext else hp.until_converged):
             return None
-        return cls(hp.converge_patience, hp.converge_margin, hp.converge_tail, hp.converge_interval, metric)
+        return cls(hp.converge_patience, hp.converge_margin, hp.converge_tail, hp.converge_interval, metric,
+                   hp.converge_signal)
 
 
 def new_record() -> dict:
     """The convergence record kept in ``LoopState.converge``."""
-    return {"curve": [], "best": None, "best_epoch": None, "reference": None, "since": 0, "interval": None,
-            "next_epoch": 1, "plateau_epoch": None, "plateau_step": None, "stop_reason": None}
+    return {"curve": [], "best": None, "best_epoch": None, "reference": None, "reference_index": None, "since": 0, "interval": None,
+            "next_epoch": 1, "plateau_epoch": None, "plateau_step": None, "stop_reason": None,
+            "held": False}
 
 
 class ConvergenceCallback(Callback):
@@ -98,7 +107,13 @@ class ConvergenceCallback(Callback):
             rec["stop_reason"] = stop_reason(state)
             log.info("stopped: %s", describe_stop(rec, self.rule))
         elif rec["since"] >= self.rule.patience and state.tail_start is None:
-            start_tail(self.rule, state)
+            if has_left_start(self.rule, rec):
+                start_tail(self.rule, state)
+            elif not rec.get("held"):
+                rec["held"] = True
+                log.info("no plateau yet: the best %s %.4f is within %g times the scatter of the scores since "
+                         "its last gain of the first score (%.4f); training on", self.rule.metric, rec["best"], self.rule.signal,
+                         rec["curve"][0][2])
 
     def _record(self, module, state: LoopState, value: float) -> None:
         rec = state.converge
@@ -107,12 +122,28 @@ class ConvergenceCallback(Callback):
             rec["best"], rec["best_epoch"] = value, state.epoch
             self.on_best(module, state)
         if rec["reference"] is None or value > rec["reference"] + self.rule.margin:
-            rec["reference"], rec["since"] = value, 0
+            rec["reference"], rec["since"], rec["reference_index"] = value, 0, len(rec["curve"]) - 1
         else:
             rec["since"] += 1
         log.info("%s %.4f at epoch %d (best %.4f at epoch %d; %d of %d score(s) without a gain above %g)",
                  self.rule.metric, value, state.epoch, rec["best"], rec["best_epoch"], rec["since"],
                  self.rule.patience, self.rule.margin)
+
+
+def has_left_start(rule: ConvergenceRule, rec: dict) -> bool:
+    """Whether the best score stands above the first by more than ``rule.signal`` times the scatter
+    of the scores since the plateau's reference (the last score with a gain, included): a plateau
+    of a run that has learned, not the scatter of one that has not. ``signal`` 0 turns the check off."""
+    if rule.signal <= 0:
+        return True
+    scores = [v for _, _, v in rec["curve"]]
+    start = rec.get("reference_index")
+    recent = scores[start if start is not None else -(rule.patience + 1):]
+    if len(scores) < 2 or len(recent) < 2:
+        return True
+    # the scatter from successive differences (von Neumann): a slow trend in the window is not noise
+    sd = math.sqrt(sum((b - a) ** 2 for a, b in zip(recent, recent[1:])) / (2 * (len(recent) - 1)))
+    return rec["best"] - scores[0] > rule.signal * sd
 
 
 def plan_interval(rule: ConvergenceRule, state: LoopState, epoch_seconds: float, score_seconds: float) -> int:
@@ -150,7 +181,8 @@ def describe_stop(rec: dict, rule: ConvergenceRule) -> str:
     if rec["stop_reason"] == "converged":
         return (f"converged (plateau at epoch {rec['plateau_epoch']}, iteration {rec['plateau_step']}; annealing "
                 f"tail done); {best}")
-    return f"the {rec['stop_reason']} ended the run before a plateau; {best}"
+    held = " (its scores had not left their start)" if rec.get("held") and rec["plateau_epoch"] is None else ""
+    return f"the {rec['stop_reason']} ended the run before a plateau{held}; {best}"
 
 
 def summary(state: LoopState) -> dict | None:
@@ -161,5 +193,5 @@ def summary(state: LoopState) -> dict | None:
     return {"stop_reason": rec["stop_reason"], "best": rec["best"], "best_epoch": rec["best_epoch"],
             "plateau_epoch": rec["plateau_epoch"], "plateau_iteration": rec["plateau_step"],
             "tail_iterations": (state.stop_step - state.tail_start) if state.tail_start is not None else None,
-            "interval_epochs": rec["interval"], "curve": [{"epoch": e, "iteration": s, "score": v}
+            "interval_epochs": rec["interval"], "held_before_plateau": bool(rec.get("held")), "curve": [{"epoch": e, "iteration": s, "score": v}
                                                         for e, s, v in rec["curve"]]}

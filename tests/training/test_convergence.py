@@ -76,6 +76,29 @@ def test_a_run_that_keeps_improving_trains_to_its_cap():
     assert set(module.factors) == {1.0} and kept == list(range(1, 11))
 
 
+def test_a_run_whose_scores_have_not_left_their_start_trains_on_until_it_learns(caplog):
+    # chance-level scatter (0.5 +- 0.06, one early peak) for eight scores: no plateau although five scores
+    # in a row gain nothing on the peak; then the run learns (0.8) and plateaus there
+    noise = [0.49, 0.56, 0.46, 0.49, 0.39, 0.45, 0.47, 0.44]
+    with caplog.at_level("INFO", logger="selfconfig.training.convergence"):
+        module, state, kept = _fit(noise + [0.6, 0.75, 0.8, 0.8, 0.8, 0.8, 0.8] + [0.8] * 20, epochs=35, patience=5)
+    rec = state.converge
+    assert rec["held"] and "no plateau yet" in caplog.text
+    assert rec["plateau_epoch"] == 16 and rec["stop_reason"] == "converged"  # 0.8 at epoch 11, five more
+    assert rec["best"] == pytest.approx(0.8) and state.epoch < 35
+    assert convergence.summary(state)["held_before_plateau"] is True
+
+
+def test_a_run_that_never_leaves_its_start_ends_at_its_cap_and_says_so(caplog):
+    scores = [0.49, 0.56, 0.46, 0.49, 0.39, 0.45, 0.47, 0.44, 0.52, 0.48, 0.5, 0.46]
+    with caplog.at_level("INFO", logger="selfconfig.training.convergence"):
+        module, state, kept = _fit(scores, epochs=12, patience=5)
+    rec = state.converge
+    assert state.tail_start is None and rec["plateau_epoch"] is None and rec["stop_reason"] == "epochs cap"
+    assert set(module.factors) == {1.0}
+    assert "its scores had not left their start" in caplog.text
+
+
 def test_the_interval_is_planned_from_the_horizon_and_the_cost_of_scoring(monkeypatch):
     monkeypatch.setattr(convergence, "SCORING_SHARE", 0.1)
     rule = ConvergenceRule(patience=5, margin=0.0, tail=0.1, interval=0.03, metric="score")
@@ -109,7 +132,9 @@ def test_a_plateaued_run_stops_says_so_and_keeps_its_best_whole_scan_checkpoint(
                                                                                   tmp_path):
     kw = dict(dim=2, shape=(32, 32)) if task == "segmentation" else dict(dim=2, rgb=True, shape=(32, 32))
     planned(NAME, task=task, **kw)
-    res = _train(roots, _hp(fast_hp))
+    # the tiny classifier stays at kappa 0 in 20 epochs: a run that has not left its start has no plateau
+    # (test_a_run_that_never_leaves_its_start...), so the check is off to test the plateau itself
+    res = _train(roots, _hp(fast_hp, **({} if task == "segmentation" else {"converge_signal": 0.0})))
     run_dir = res.run_dir
     info = json.loads((run_dir / "training_time.json").read_text())["convergence"]
     # scored at epochs 1, 2, 3: two without a gain -> plateau at epoch 3 (iteration 6), tail of 1 iteration
@@ -123,7 +148,7 @@ def test_a_plateaued_run_stops_says_so_and_keeps_its_best_whole_scan_checkpoint(
     best = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
     assert best["loop"]["epoch"] == info["best_epoch"]
     assert (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "progress.png").is_file()
-    again = _train(roots, _hp(fast_hp), continue_training=True)  # its own cap asked again: finished
+    again = _train(roots, _hp(fast_hp, **({} if task == "segmentation" else {"converge_signal": 0.0})), continue_training=True)  # its own cap asked again: finished
     assert not again.trained and len(again.history["train_loss"]) == 4
 
 
