@@ -12,6 +12,8 @@ fraction, on fold 0 with Scratch:
 Reported per fraction: both test metrics, their ratio (the target: at least 0.97), the iterations
 and wall minutes of each (the cost of the converged run against the longer one), where the
 converged run plateaued and why it stopped. Writes one JSON (``--out``) and prints a Markdown table.
+With ``--reuse-reference`` a longer run already in the work folder is kept as it is (for a converged
+run trained again, e.g. under another rule) and its real length ratio is recorded.
 
     .venv/bin/python benchmarks/bench_convergence.py LUNG_LOBES -frac 0.1 1.0 \\
         [--workdir /tmp/sc_convergence] [--factor 4] [--cpu-gflops G] [--out FILE.json]
@@ -59,22 +61,32 @@ def compare(fraction: float, converged: dict, reference: dict, target: float = T
             "share_of_reference": None if share is None else round(share, 4),
             "meets_target": None if share is None else bool(share >= target),
             "iterations_saved": round(1 - converged["iterations"] / reference["iterations"], 4),
+            "length_ratio": round(reference["iterations"] / converged["iterations"], 2),
             "minutes_ratio": (round(converged["minutes"] / reference["minutes"], 4)
                               if reference.get("minutes") else None)}
 
 
-def table(records: list[dict], metric: str, factor: float = 4.0) -> str:
+def table(records: list[dict], metric: str) -> str:
     rows = []
     for rec in records:
         c, r = rec["converged"], rec["reference"]
         conv = c.get("convergence") or {}
         rows.append([f"{rec['fraction']:g}", f"{c['test']:.3f}", str(c["iterations"]),
                      str(conv.get("plateau_iteration", "-")), str(conv.get("stop_reason", "-")), f"{c['minutes']:.1f}",
-                     f"{r['test']:.3f}", str(r["iterations"]), f"{r['minutes']:.1f}",
+                     f"{r['test']:.3f}", str(r["iterations"]),
+                     f"{rec.get('length_ratio') or r['iterations'] / c['iterations']:.2f}x", f"{r['minutes']:.1f}",
                      "-" if rec["share_of_reference"] is None else f"{rec['share_of_reference']:.3f}"])
     return markdown_table(["fraction", f"converged test {metric}", "iterations", "plateau at", "stopped",
-                           "minutes", f"{factor:g}x run test {metric}", "iterations",
-                           "minutes", "share"], rows)
+                           "minutes", f"longer run test {metric}", "iterations", "length", "minutes", "share"], rows)
+
+
+def has_row(results_csv: Path, fraction: float) -> bool:
+    """Whether an experiment's results.csv has the test row of Scratch, fold 0, at ``fraction``."""
+    try:
+        test_row(results_csv, fraction)
+    except (KeyError, OSError):
+        return False
+    return True
 
 
 def _cell(results_root: Path, dataset: str, fraction: float, seconds: float) -> dict:
@@ -88,8 +100,8 @@ def _cell(results_root: Path, dataset: str, fraction: float, seconds: float) -> 
     iterations = times.get("iterations") or int(hp["epochs"]) * int(hp["iters_per_epoch"])
     conv = times.get("convergence")
     if conv:
-        conv = {k: conv[k] for k in ("stop_reason", "best", "best_epoch", "plateau_epoch", "plateau_iteration",
-                                     "tail_iterations", "interval_epochs", "curve")}
+        conv = {k: conv.get(k) for k in ("stop_reason", "best", "best_epoch", "plateau_epoch", "plateau_iteration",
+                                         "tail_iterations", "interval_epochs", "held_before_plateau", "curve")}
     # the training loop's own minutes (kept across a resume) when the run recorded them; else the call's
     minutes = times.get("minutes") if times.get("minutes") is not None else round(seconds / 60, 2)
     return {"test": float(row["value"]), "metric": row.get("metric"), "n_test_cases": int(row["n_cases"]),
@@ -112,6 +124,9 @@ def main() -> None:
     ap.add_argument("--cpu-gflops", type=float, help="plan as if the CPU measured this (default: measure it)")
     ap.add_argument("--workdir", default="/tmp/sc_convergence")
     ap.add_argument("--out", help="default: documentation/benchmarks/convergence_DATASET.json")
+    ap.add_argument("--reuse-reference", action="store_true",
+                    help="compare with the longer run already in WORKDIR/DATASET/long as it is (e.g. after the "
+                         "converged run was trained again under another rule); its length ratio is recorded")
     args = ap.parse_args()
 
     work = Path(args.workdir) / args.dataset
@@ -141,8 +156,11 @@ def main() -> None:
                   "before a plateau; the comparison says how far it got", file=sys.stderr)
         epochs = long_epochs(conv["iterations"], args.factor, conv["iters_per_epoch"])
         ref_env = selfconfig_env(work / "raw", work / "preprocessed", work / "long")
-        secs = run_step(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs), "--max-minutes", "100000"],
-                    ref_env, work)
+        if args.reuse_reference and has_row(work / "long" / args.dataset / "experiment" / "results.csv", frac):
+            secs = 0.0  # kept as it was trained (for an earlier converged run): its own length is recorded
+        else:
+            secs = run_step(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs),
+                                                   "--max-minutes", "100000"], ref_env, work)
         ref = _cell(work / "long", args.dataset, frac, secs)
         rec = compare(frac, conv, ref)
         record["fractions"].append(rec)
@@ -153,7 +171,7 @@ def main() -> None:
     record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     _write(record, args)
     metric = (record["fractions"][0]["converged"].get("metric") if record["fractions"] else None) or "metric"
-    print(table(record["fractions"], metric, args.factor))
+    print(table(record["fractions"], metric))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,18 @@ def test_comparison_reports_the_share_and_the_cost(bench):
                        {"test": 0.91, "iterations": 4800, "minutes": 24.0})
     assert ok["meets_target"] is True
     text = bench.table([rec, ok], "mean_dice")
-    assert "| 0.1 | 0.800 | 1000 |" in text and "| 0.941 |" in text and "4x run test mean_dice" in text
+    assert "| 0.1 | 0.800 | 1000 |" in text and "| 0.941 |" in text and "longer run test mean_dice" in text
+    assert rec["length_ratio"] == 4.0 and "| 4000 | 4.00x |" in text
+    # a reference kept from an earlier, shorter converged run: its real length ratio is recorded
+    kept = bench.compare(0.1, {"test": 0.84, "iterations": 2500, "minutes": 12.0},
+                         {"test": 0.85, "iterations": 4000, "minutes": 20.0})
+    assert kept["length_ratio"] == 1.6 and "| 4000 | 1.60x |" in bench.table([kept], "mean_dice")
+
+
+def test_a_kept_reference_is_found_by_its_test_row(bench, tmp_path):
+    csv = _results(tmp_path / "results.csv", [_row(0.1, "val", 0.5), _row(0.1, "test", 0.61)])
+    assert bench.has_row(csv, 0.1) and not bench.has_row(csv, 1.0)
+    assert not bench.has_row(tmp_path / "missing.csv", 0.1)
 
 
 def test_a_cell_reads_its_iterations_and_rule_from_the_run(bench, tmp_path):
