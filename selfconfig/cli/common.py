@@ -37,7 +37,7 @@ def add_logger_arg(parser: argparse.ArgumentParser) -> None:
 
 
 #: the convergence rule's flags (``--converge-patience`` sets ``converge_patience`` ...)
-CONVERGE_KEYS = ("converge_patience", "converge_margin", "converge_tail", "converge_interval")
+CONVERGE_KEYS = ("converge_patience", "converge_margin", "converge_tail", "converge_interval", "converge_signal")
 
 
 def add_convergence_args(parser: argparse.ArgumentParser, dest: str = "until_converged", what: str = "run") -> None:
@@ -49,6 +49,9 @@ def add_convergence_args(parser: argparse.ArgumentParser, dest: str = "until_con
                         f"rate to zero and stop; --epochs and --max-minutes stay caps")
     g.add_argument("--converge-patience", type=int, help="scores in a row without a gain above the margin (default 5)")
     g.add_argument("--converge-margin", type=float, help="the gain that counts, in the score's units (default 0.005)")
+    g.add_argument("--converge-signal", type=float,
+                   help="a plateau only once the best score stands above the first by this many times the scatter "
+                        "of the scores since the last gain (default 2; 0: off)")
     g.add_argument("--converge-tail", type=float,
                    help="annealing tail as a fraction of the iterations trained before the plateau (default 0.1)")
     g.add_argument("--converge-interval", type=float,

@@ -129,7 +129,11 @@ def pretrain_settings(strategy_cls, data: DatasetContext, hp: TrainingConfig) ->
             **({"warmup_fraction": hp.warmup_fraction} if issubclass(task_cls, ClassificationPretext) else {}),
             **({} if hp.fit_schedule_to_minutes else {"minutes_are_a_cap": True}),
             **({"until_converged": {"patience": hp.converge_patience, "margin": hp.converge_margin,
-                                    "tail": hp.converge_tail, "interval": hp.converge_interval}}
+                                    "tail": hp.converge_tail, "interval": hp.converge_interval,
+                                    # recorded when not the default, so that folders from before it existed
+                                    # (whose plateaus all passed the check) stay reusable
+                                    **({} if hp.converge_signal == TrainingConfig.converge_signal
+                                       else {"signal": hp.converge_signal})}}
                if hp.pretrain_until_converged else {}),
             **({"formulation": task_cls.formulation} if task_cls.formulation else {})}
 

@@ -208,3 +208,18 @@ def test_until_converged_needs_validation_cases(planned, roots, fast_hp):
 
     with pytest.raises(ConfigurationError, match="--until-converged needs validation cases"):
         train("Scratch", NAME, fold="all", hyperparameters=_hp(fast_hp), roots=roots, progress=False)
+
+
+def test_the_rules_flags_reach_the_hyperparameters():
+    from selfconfig.cli.train import build_parser, overrides_from
+    from selfconfig.training.config import TrainingConfig
+
+    args = build_parser().parse_args(["-d", "X", "-tr", "Scratch", "--until-converged", "--converge-signal", "0",
+                                      "--converge-patience", "7"])
+    given = overrides_from(args)
+    assert given["converge_signal"] == 0.0 and given["converge_patience"] == 7 and given["until_converged"] is True
+    hp = TrainingConfig.from_dict(given).check()
+    rule = ConvergenceRule.of(hp, pretext=False, metric="s")
+    assert rule.signal == 0.0 and rule.patience == 7
+    with pytest.raises(ConfigurationError, match="converge_signal"):
+        TrainingConfig(converge_signal=-1.0).check()
