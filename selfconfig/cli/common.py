@@ -50,8 +50,8 @@ def add_convergence_args(parser: argparse.ArgumentParser, dest: str = "until_con
     g.add_argument("--converge-patience", type=int, help="scores in a row without a gain above the margin (default 5)")
     g.add_argument("--converge-margin", type=float, help="the gain that counts, in the score's units (default 0.005)")
     g.add_argument("--converge-signal", type=float,
-                   help="a plateau only once the best score stands above the first by this many times the scatter "
-                        "of the scores since the last gain (default 2; 0: off)")
+                   help="a plateau only once its level (the mean of the scores since the last gain) stands above "
+                        "the first score by this many times their scatter (default 2; 0: off)")
     g.add_argument("--converge-tail", type=float,
                    help="annealing tail as a fraction of the iterations trained before the plateau (default 0.1)")
     g.add_argument("--converge-interval", type=float,

@@ -50,7 +50,7 @@ class TrainingConfig:
     converge_margin: float = 0.005  # in the score's units (Dice, kappa, AUC, pretext accuracy)
     converge_tail: float = 0.1  # the annealing tail, as a fraction of the iterations trained before it
     converge_interval: float = 0.03  # scoring spacing, as a fraction of the run's horizon (at least an epoch)
-    converge_signal: float = 2.0  # a plateau needs best - first score > this x the scatter since the last gain (0: off)
+    converge_signal: float = 2.0  # a plateau needs its level - first score > this x its scatter (0: off)
     # pre-training (surrogate strategies)
     pretrain_epochs: int = 20
     pretrain_iters_per_epoch: int = 50

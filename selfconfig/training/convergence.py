@@ -14,13 +14,12 @@ The rule, with its parameters in :class:`~selfconfig.training.config.TrainingCon
   ``--max-minutes`` fit), at least one epoch, and long enough that scoring takes at most
   :data:`SCORING_SHARE` of the time.
 - **plateau**: ``converge_patience`` scores in a row without a gain of more than
-  ``converge_margin`` over the best score before them, once the run has **left its start**: its
-  best score stands above its first one (taken after the first epoch) by more than
-  ``converge_signal`` times the scatter of the scores since the last gain (that one included; a
-  standard deviation estimated from successive differences, so that a slow trend is not scatter;
-  ``converge_signal`` 0 turns this check off). A run whose
-  scores still scatter around where it started (a small, noisy validation set; a network that has
-  not begun to learn) has no plateau yet and trains on, up to its caps.
+  ``converge_margin`` over the best score before them, once the run has **left its start**: the
+  plateau's level (the mean of the scores since the last gain, that one included) stands above the
+  first score (taken after the first epoch) by more than ``converge_signal`` times their scatter (a
+  standard deviation from successive differences, so that a slow trend is not scatter; 0 turns the
+  check off). A run whose scores still scatter around where it started (a small, noisy validation
+  set; a network that has not begun to learn) has no plateau yet and trains on, up to its caps.
 - **tail**: from the plateau the learning rate falls linearly from its value there to zero over
   ``converge_tail`` of the iterations trained so far; then the run stops (a last score is taken).
   ``--epochs`` and ``--max-minutes`` stay caps: a run that keeps improving ends there.
@@ -111,9 +110,9 @@ class ConvergenceCallback(Callback):
                 start_tail(self.rule, state)
             elif not rec.get("held"):
                 rec["held"] = True
-                log.info("no plateau yet: the best %s %.4f is within %g times the scatter of the scores since "
-                         "its last gain of the first score (%.4f); training on", self.rule.metric, rec["best"], self.rule.signal,
-                         rec["curve"][0][2])
+                log.info("no plateau yet: the %s since the last gain (best %.4f) are within %g times their "
+                         "scatter of the first score (%.4f); training on", self.rule.metric, rec["best"],
+                         self.rule.signal, rec["curve"][0][2])
 
     def _record(self, module, state: LoopState, value: float) -> None:
         rec = state.converge
@@ -131,9 +130,9 @@ class ConvergenceCallback(Callback):
 
 
 def has_left_start(rule: ConvergenceRule, rec: dict) -> bool:
-    """Whether the best score stands above the first by more than ``rule.signal`` times the scatter
-    of the scores since the plateau's reference (the last score with a gain, included): a plateau
-    of a run that has learned, not the scatter of one that has not. ``signal`` 0 turns the check off."""
+    """Whether the plateau's level (the mean of the scores since the last gain, that one included)
+    stands above the first score by more than ``rule.signal`` times their scatter: a plateau of a
+    run that has learned, not the scatter of one that has not. ``signal`` 0 turns the check off."""
     if rule.signal <= 0:
         return True
     scores = [v for _, _, v in rec["curve"]]
@@ -143,7 +142,8 @@ def has_left_start(rule: ConvergenceRule, rec: dict) -> bool:
         return True
     # the scatter from successive differences (von Neumann): a slow trend in the window is not noise
     sd = math.sqrt(sum((b - a) ** 2 for a, b in zip(recent, recent[1:])) / (2 * (len(recent) - 1)))
-    return rec["best"] - scores[0] > rule.signal * sd
+    # the plateau's level, not its best: the best of many noisy scores climbs with their number
+    return sum(recent) / len(recent) - scores[0] > rule.signal * sd
 
 
 def plan_interval(rule: ConvergenceRule, state: LoopState, epoch_seconds: float, score_seconds: float) -> int:

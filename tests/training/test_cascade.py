@@ -205,7 +205,8 @@ def test_a_cascade_stage_trains_until_converged_scored_with_its_previous_stage(r
     monkeypatch.setattr(api, "whole_scan_scorer", recording_scorer)
     monkeypatch.setattr(convergence, "SCORING_SHARE", 1e9)  # score every epoch
     hp = {**fast_hp, "precision": "fp32", "final_validation": False, "until_converged": True, "epochs": 20,
-          "converge_patience": 2, "converge_margin": 1.0}  # margin 1.0: no score is a gain, plateau at epoch 3
+          # margin 1.0: no score is a gain, plateau at epoch 3 (signal 0: no left-its-start check)
+          "converge_patience": 2, "converge_margin": 1.0, "converge_signal": 0.0}
     run = api.train("Scratch", "CASC", configuration="3d_cascade_fullres", fold=0, hyperparameters=hp, roots=roots,
                     progress=False)
     info = json.loads((run.run_dir / "training_time.json").read_text())["convergence"]
