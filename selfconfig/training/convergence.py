@@ -67,7 +67,8 @@ class ConvergenceRule:
 
 def new_record() -> dict:
     """The convergence record kept in ``LoopState.converge``."""
-    return {"curve": [], "best": None, "best_epoch": None, "reference": None, "reference_index": None, "since": 0, "interval": None,
+    return {"curve": [], "best": None, "best_epoch": None, "reference": None, "reference_index": None, "since": 0,
+            "interval": None,
             "next_epoch": 1, "plateau_epoch": None, "plateau_step": None, "stop_reason": None,
             "held": False}
 
@@ -193,5 +194,5 @@ def summary(state: LoopState) -> dict | None:
     return {"stop_reason": rec["stop_reason"], "best": rec["best"], "best_epoch": rec["best_epoch"],
             "plateau_epoch": rec["plateau_epoch"], "plateau_iteration": rec["plateau_step"],
             "tail_iterations": (state.stop_step - state.tail_start) if state.tail_start is not None else None,
-            "interval_epochs": rec["interval"], "held_before_plateau": bool(rec.get("held")), "curve": [{"epoch": e, "iteration": s, "score": v}
-                                                        for e, s, v in rec["curve"]]}
+            "interval_epochs": rec["interval"], "held_before_plateau": bool(rec.get("held")),
+            "curve": [{"epoch": e, "iteration": s, "score": v} for e, s, v in rec["curve"]]}
