@@ -80,19 +80,31 @@ def table(records: list[dict], metric: str) -> str:
                            "minutes", f"longer run test {metric}", "iterations", "length", "minutes", "share"], rows)
 
 
-def has_row(results_csv: Path, fraction: float) -> bool:
-    """Whether an experiment's results.csv has the test row of Scratch, fold 0, at ``fraction``."""
+def cell_row(results_root: Path, dataset: str, fraction: float) -> dict:
+    """The test row of Scratch, fold 0, at ``fraction``: from the last experiment's results.csv, else
+    from the cell's own scores.json (results.csv holds only the cells of the call that wrote it)."""
     try:
-        test_row(results_csv, fraction)
+        return test_row(results_root / dataset / "experiment" / "results.csv", fraction)
     except (KeyError, OSError):
+        for scores in sorted((results_root / dataset).glob("Scratch__*/frac_*/fold_0/scores.json")):
+            if math.isclose(float(scores.parent.parent.name[len("frac_"):]), fraction):
+                for row in json.loads(scores.read_text())["rows"]:
+                    if row["split"] == "test":
+                        return row
+        raise KeyError(f"{results_root / dataset}: no scored Scratch cell at fraction {fraction:g}, fold 0")
+
+
+def has_row(results_root: Path, dataset: str, fraction: float) -> bool:
+    try:
+        cell_row(results_root, dataset, fraction)
+    except KeyError:
         return False
     return True
 
 
 def _cell(results_root: Path, dataset: str, fraction: float, seconds: float) -> dict:
     """What one experiment call's cell gives: test metric, iterations, minutes, the rule's record."""
-    exp = results_root / dataset / "experiment" / "results.csv"
-    row = test_row(exp, fraction)
+    row = cell_row(results_root, dataset, fraction)
     run_dir = results_root / row["run_dir"]
     tt = run_dir / "training_time.json"
     times = json.loads(tt.read_text()) if tt.is_file() else {}
@@ -156,7 +168,7 @@ def main() -> None:
                   "before a plateau; the comparison says how far it got", file=sys.stderr)
         epochs = long_epochs(conv["iterations"], args.factor, conv["iters_per_epoch"])
         ref_env = selfconfig_env(work / "raw", work / "preprocessed", work / "long")
-        if args.reuse_reference and has_row(work / "long" / args.dataset / "experiment" / "results.csv", frac):
+        if args.reuse_reference and has_row(work / "long", args.dataset, frac):
             secs = 0.0  # kept as it was trained (for an earlier converged run): its own length is recorded
         else:
             secs = run_step(f"long_{tag}", base + ["--budget", "quick", "--epochs", str(epochs),

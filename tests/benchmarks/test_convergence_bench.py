@@ -72,9 +72,15 @@ def test_comparison_reports_the_share_and_the_cost(bench):
 
 
 def test_a_kept_reference_is_found_by_its_test_row(bench, tmp_path):
-    csv = _results(tmp_path / "results.csv", [_row(0.1, "val", 0.5), _row(0.1, "test", 0.61)])
-    assert bench.has_row(csv, 0.1) and not bench.has_row(csv, 1.0)
-    assert not bench.has_row(tmp_path / "missing.csv", 0.1)
+    _results(tmp_path / "D" / "experiment" / "results.csv", [_row(0.1, "val", 0.5), _row(0.1, "test", 0.61)])
+    assert bench.has_row(tmp_path, "D", 0.1) and not bench.has_row(tmp_path, "D", 1.0)
+    # results.csv holds only the last call's cells: an earlier cell is found by its own scores.json
+    cell = tmp_path / "D" / "Scratch__p__2d__quick" / "frac_1.0" / "fold_0"
+    cell.mkdir(parents=True)
+    (cell / "scores.json").write_text(json.dumps({"rows": [{"split": "val", "value": 0.2},
+                                                           {"split": "test", "value": 0.3, "run_dir": "x"}]}))
+    assert bench.has_row(tmp_path, "D", 1.0) and bench.cell_row(tmp_path, "D", 1.0)["value"] == 0.3
+    assert not bench.has_row(tmp_path, "E", 0.1)
 
 
 def test_a_cell_reads_its_iterations_and_rule_from_the_run(bench, tmp_path):
