@@ -54,7 +54,7 @@ class ConvergenceRule:
     tail: float
     interval: float
     metric: str  # what the score is called in the log, e.g. "whole-scan val_dice"
-    signal: float = 2.0  # a plateau needs best - first > signal x the scatter of the recent scores
+    signal: float = 2.0  # a plateau needs its level - the first score > signal x its scatter (has_left_start)
 
     @classmethod
     def of(cls, hp, pretext: bool, metric: str) -> "ConvergenceRule | None":
@@ -68,8 +68,7 @@ class ConvergenceRule:
 def new_record() -> dict:
     """The convergence record kept in ``LoopState.converge``."""
     return {"curve": [], "best": None, "best_epoch": None, "reference": None, "reference_index": None, "since": 0,
-            "interval": None,
-            "next_epoch": 1, "plateau_epoch": None, "plateau_step": None, "stop_reason": None,
+            "interval": None, "next_epoch": 1, "plateau_epoch": None, "plateau_step": None, "stop_reason": None,
             "held": False}
 
 
