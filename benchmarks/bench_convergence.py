@@ -74,7 +74,7 @@ def table(records: list[dict], metric: str) -> str:
         rows.append([f"{rec['fraction']:g}", f"{c['test']:.3f}", str(c["iterations"]),
                      str(conv.get("plateau_iteration", "-")), str(conv.get("stop_reason", "-")), f"{c['minutes']:.1f}",
                      f"{r['test']:.3f}", str(r["iterations"]),
-                     f"{rec.get('length_ratio') or r['iterations'] / c['iterations']:.2f}x", f"{r['minutes']:.1f}",
+                     f"{rec['length_ratio']:.2f}x", f"{r['minutes']:.1f}",
                      "-" if rec["share_of_reference"] is None else f"{rec['share_of_reference']:.3f}"])
     return markdown_table(["fraction", f"converged test {metric}", "iterations", "plateau at", "stopped",
                            "minutes", f"longer run test {metric}", "iterations", "length", "minutes", "share"], rows)

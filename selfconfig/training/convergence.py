@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from selfconfig.training.config import TrainingConfig
 from selfconfig.training.loop import Callback, LoopState
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class ConvergenceRule:
     tail: float
     interval: float
     metric: str  # what the score is called in the log, e.g. "whole-scan val_dice"
-    signal: float = 2.0  # a plateau needs its level - the first score > signal x its scatter (has_left_start)
+    # a plateau needs its level - the first score > signal x its scatter (has_left_start)
+    signal: float = TrainingConfig.converge_signal
 
     @classmethod
     def of(cls, hp, pretext: bool, metric: str) -> "ConvergenceRule | None":
@@ -138,7 +140,7 @@ def has_left_start(rule: ConvergenceRule, rec: dict) -> bool:
     scores = [v for _, _, v in rec["curve"]]
     start = rec.get("reference_index")
     recent = scores[start if start is not None else -(rule.patience + 1):]
-    if len(scores) < 2 or len(recent) < 2:
+    if len(recent) < 2:
         return True
     # the scatter from successive differences (von Neumann): a slow trend in the window is not noise
     sd = math.sqrt(sum((b - a) ** 2 for a, b in zip(recent, recent[1:])) / (2 * (len(recent) - 1)))
