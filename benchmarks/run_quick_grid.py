@@ -7,6 +7,14 @@ In a fresh folder (``--workdir``/NAME), one step after the other, each timed:
     selfconfig_plan_and_preprocess -d NAME --cpu-seconds 0.25          # a plan for short budgets
     selfconfig_experiment -d NAME -tr STRATEGIES --budget quick        # 4 fractions x 3 folds
 
+``-f`` runs some of the folds and ``--resume`` continues in the same work folder: the example and
+its plan are kept, the experiment skips the cells it finished before (and reports only the folds of
+the call, so resume with every fold the report should hold), and ``timing.json`` adds the part's
+seconds to the grid's (``grid_parts`` lists each part). A long grid then runs in two parts as
+
+    .venv/bin/python benchmarks/run_quick_grid.py SKIN_SEG -tr Scratch ImageNet SurrogateColor -f 0 --reference
+    .venv/bin/python benchmarks/run_quick_grid.py SKIN_SEG -tr Scratch ImageNet SurrogateColor --resume
+
 then, with ``--reference``, the same plan's Scratch at 100 % of fold 0 trained four times as many
 iterations (``--epochs`` 4x the quick budget's, its wall-clock cap 4x too) into a separate results
 folder, and the ratio of the quick cell's test metric to the reference's (issue: at least 0.8).
@@ -49,22 +57,42 @@ def main() -> None:
     ap.add_argument("-c", "--configuration")
     ap.add_argument("--cpu-seconds", type=float, default=0.25)
     ap.add_argument("--reference", action="store_true", help="also train Scratch 100 %% fold 0 four times longer")
+    ap.add_argument("-f", "--folds", nargs="+", type=int, help="these folds only (default: the budget's 0-2)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue in the work folder: keep the example, the plan and the finished cells")
     ap.add_argument("--workdir", default="/tmp/sc_quick_grids")
     ap.add_argument("--out", help="default: documentation/results/DATASET")
     args = ap.parse_args()
 
-    work = fresh_dir(Path(args.workdir) / args.dataset)
+    out = Path(args.out) if args.out else REPO / "documentation" / "results" / args.dataset
+    work = Path(args.workdir) / args.dataset
+    plans_file = work / "preprocessed" / args.dataset / "plans.json"
+    resuming = args.resume and plans_file.is_file()
+    if args.resume and not resuming:
+        print(f"nothing to resume in {work} (no plans.json): starting afresh")
+    if not resuming:
+        fresh_dir(work)
     env = selfconfig_env(work / "raw", work / "preprocessed", work / "results")
-    timing: dict = {"dataset": args.dataset, "trainers": args.trainers, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "machine": machine_info(), "seconds": {}}
+    earlier = json.loads((out / "timing.json").read_text()) if resuming and (out / "timing.json").is_file() else {}
+    timing: dict = {"dataset": args.dataset, "trainers": args.trainers,
+                    "started": earlier.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
+                    "machine": machine_info(), "seconds": dict(earlier.get("seconds", {})),
+                    "grid_parts": list(earlier.get("grid_parts", []))}
     sec = timing["seconds"]
-    sec["make_example"] = run_step("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset], env, work)
-    sec["plan_and_preprocess"] = run_step("plan_and_preprocess", [
-        selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset, "--cpu-seconds", str(args.cpu_seconds),
-        "--no-progress"], env, work)
+    if not resuming:
+        sec["make_example"] = run_step("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset],
+                                       env, work)
+        sec["plan_and_preprocess"] = run_step("plan_and_preprocess", [
+            selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset, "--cpu-seconds", str(args.cpu_seconds),
+            "--no-progress"], env, work)
     exp = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", *args.trainers, "--budget", "quick",
            "--no-progress"] + (["-c", args.configuration] if args.configuration else [])
-    sec["grid"] = run_step("grid", exp, env, work)
+    if args.folds:
+        exp += ["-f", *map(str, args.folds)]
+    part = run_step("grid", exp, env, work)
+    timing["grid_parts"].append({"folds": args.folds or "all", "seconds": part,
+                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    sec["grid"] = round(sum(p["seconds"] for p in timing["grid_parts"]), 1)
 
     # what the plan and the budget gave each cell
     os.environ.update({k: env[k] for k in ("SELFCONFIG_RAW", "SELFCONFIG_PREPROCESSED", "SELFCONFIG_RESULTS")})
@@ -106,7 +134,12 @@ def main() -> None:
         timing["reference"] = {"iterations": 4 * hp["epochs"] * hp["iters_per_epoch"], "test": ref,
                                "quick_fold0_test": mine,
                                "ratio": round(mine / ref, 3) if ref and mine is not None else None}
-    out = Path(args.out) if args.out else REPO / "documentation" / "results" / args.dataset
+    elif "reference" in earlier:
+        timing["reference"] = earlier["reference"]
+        mine = _test_metric(exp_dir / "results.csv", "Scratch", 1.0, 0)
+        if mine is not None:  # fold 0 may have run in this part
+            ref = timing["reference"]["test"]
+            timing["reference"].update(quick_fold0_test=mine, ratio=round(mine / ref, 3) if ref else None)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("results.csv", "paired.csv", "summary.md", "figure.png"):
         if (exp_dir / name).is_file():
