@@ -83,8 +83,8 @@ def main() -> None:
         sec["make_example"] = run_step("make_example", [selfconfig_exe("selfconfig_make_example"), args.dataset],
                                        env, work)
         sec["plan_and_preprocess"] = run_step("plan_and_preprocess", [
-            selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset, "--cpu-seconds", str(args.cpu_seconds),
-            "--no-progress"], env, work)
+            selfconfig_exe("selfconfig_plan_and_preprocess"), "-d", args.dataset,
+            "--cpu-seconds", str(args.cpu_seconds), "--no-progress"], env, work)
     exp = [selfconfig_exe("selfconfig_experiment"), "-d", args.dataset, "-tr", *args.trainers, "--budget", "quick",
            "--no-progress"] + (["-c", args.configuration] if args.configuration else [])
     if args.folds:
