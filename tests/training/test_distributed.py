@@ -2,7 +2,8 @@
 
 A 2-process run writes exactly the files a single-process run writes (rank 0 alone writes), ends
 with identical weights on both ranks (equal to its checkpoint), resumes with ``--continue``, and
-its loss falls like the single-process run's. A GAN pretext task (two optimisers, a gradient
+its loss falls like the single-process run's. Trained until converged, rank 0 alone scores the whole
+validation scans and every rank takes its decisions, so both stop at the same step. A GAN pretext task (two optimisers, a gradient
 penalty's double backward) trains data-parallel too, under a wall-clock budget.
 """
 
@@ -25,6 +26,9 @@ EXTENDED = 3  # the run is then extended with --continue to this many epochs
 # a wall-clock budget too: every rank must stop at the same step (rank 0, which validates, is slower)
 GAN_HP = {"pretrain_epochs": 2, "pretrain_iters_per_epoch": 3, "val_iters": 1, "num_workers": 0, "batch_size": 2,
           "precision": "fp32", "pretrain_max_minutes": 0.02}
+# until converged: margin 1.0 makes no score a gain, so the plateau comes at the third scoring (epoch 3)
+CONVERGE_HP = {**HP, "epochs": 20, "final_validation": False, "until_converged": True, "converge_patience": 2,
+               "converge_margin": 1.0, "converge_signal": 0.0}
 
 
 def _free_loopback_port() -> int:
@@ -59,6 +63,17 @@ def _train_job(roots, name: str) -> dict:
     res = train("Scratch", name, hyperparameters={**HP, "epochs": EXTENDED}, continue_training=True, roots=roots,
                 progress=False, tag="ddp")
     return {"history": res.history, "networks": captured["networks"], "validation": res.validation}
+
+
+def _converge_job(roots, name: str) -> dict:
+    from selfconfig.training import convergence
+    from selfconfig.training.api import train
+
+    convergence.SCORING_SHARE = 1e9  # score every epoch (the interval is planned from measured time otherwise)
+    captured: dict = {}
+    _capture_networks(captured)
+    res = train("Scratch", name, hyperparameters=CONVERGE_HP, roots=roots, progress=False, tag="ddp")
+    return {"history": res.history, "networks": captured["networks"], "steps": captured["global_step"]}
 
 
 def _gan_job(roots, name: str) -> dict:
@@ -142,6 +157,28 @@ def test_two_process_run_writes_once_keeps_ranks_identical_and_learns(planned, r
     drop_ddp, drop_one = ddp_loss[0] - ddp_loss[-1], one_loss[0] - one_loss[-1]
     assert 0.5 * drop_one < drop_ddp < 2.0 * drop_one, (ddp_loss, one_loss)
     assert abs(ddp_loss[-1] - one_loss[-1]) < 0.25 * one_loss[0], (ddp_loss, one_loss)
+
+
+def test_two_process_run_until_converged_stops_every_rank_at_the_plateau(planned, roots, tmp_path):
+    import json
+
+    from selfconfig.checkpoint import load_checkpoint
+
+    planned("TDCONV", task="segmentation", dim=2, shape=(32, 32), n_train=6, n_test=1, n_un=0)
+    ranks = run_distributed(functools.partial(_converge_job, roots, "TDCONV"), tmp_path / "ranks")
+
+    run_dir = roots.results / "TDCONV" / "Scratch__selfconfigPlans__2d__ddp" / "frac_1.0" / "fold_0"
+    info = json.loads((run_dir / "training_time.json").read_text())["convergence"]
+    assert info["stop_reason"] == "converged" and info["plateau_epoch"] == 3, info
+    cap = CONVERGE_HP["epochs"] * CONVERGE_HP["iters_per_epoch"]
+    assert ranks[0]["steps"] == ranks[1]["steps"] < cap  # both ranks stopped, at the same step, long before the cap
+    _assert_same_networks(ranks[0]["networks"], ranks[1]["networks"])
+    final = load_checkpoint(run_dir / "checkpoint_final.pt")
+    assert final["loop"]["global_step"] == ranks[0]["steps"]
+    _assert_same_networks([final["module"]["network"]], ranks[0]["networks"][:1])
+    best = load_checkpoint(run_dir / "checkpoint_best.pt")
+    assert best["loop"]["epoch"] == info["best_epoch"]
+    assert (run_dir / "training.log").read_text().count("stopped: converged") == 1  # rank 0 alone writes
 
 
 def test_two_process_gan_pretraining_keeps_both_networks_identical(planned, roots, tmp_path):
