@@ -23,8 +23,8 @@ The grid warns when a cell gets fewer than :data:`FEW_ITERATIONS`.
 
 ``quick`` is sized for one application's grid (two strategies x 4 fractions x its 3 folds) with
 its pre-training in about 45 minutes on a 2-core CPU: 24 cells x (300 iterations + validation
-and test prediction) + the pre-training. Measured on LUNG_LOBES: 55.6 minutes (0.4 s per
-iteration that evening, 0.3 s that afternoon, on the same idle machine); at 300 iterations the
+and test prediction) + the pre-training. Measured on LUNG_LOBES: 55.6 minutes (0.3-0.4 s per
+iteration on the same idle machine, from one run to another); at 300 iterations the
 cells have left the class prior but are not converged (documentation/results.md). Mirroring at
 test time is off for both, and a segmentation cell scores at most 60 validation and 60 test cases
 (a fixed, evenly spread subset: the Dice is per case; classification metrics keep every case). Of
