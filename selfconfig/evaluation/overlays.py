@@ -110,7 +110,22 @@ def _outline(ax, mask: np.ndarray, colour: str, which: str) -> None:
         ax.contourf(mask.astype(np.float32), levels=[0.5, 1.5], colors=[colour], alpha=PREDICTION_SHADE)
 
 
-def _legend(fig, colours: dict[str, str]) -> None:
+#: the legend's entries at font size 8: inches per character of a name, and per entry besides it
+LEGEND_CHAR_INCHES, LEGEND_ENTRY_INCHES, LEGEND_ROW_INCHES = 0.065, 0.55, 0.2
+
+
+def legend_layout(names: Sequence[str], width: float) -> tuple[int, float]:
+    """Columns and height (inches) of the legend of ``names`` (the classes, then reference and
+    prediction) under a figure ``width`` inches wide: as many columns as fit, so that no entry is
+    cut off at the figure's edge, and as many rows as they need."""
+    entries = [*names, "reference", "prediction"]
+    column = LEGEND_ENTRY_INCHES + LEGEND_CHAR_INCHES * max(len(n) for n in entries)
+    ncol = max(1, min(len(entries), int(width // column)))
+    rows = -(-len(entries) // ncol)
+    return ncol, LEGEND_ROW_INCHES * rows + 0.1
+
+
+def _legend(fig, colours: dict[str, str], ncol: int) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -118,7 +133,8 @@ def _legend(fig, colours: dict[str, str]) -> None:
     handles += [Line2D([], [], color="k", label="reference", **_line_style("reference")),
                 Patch(facecolor=(0, 0, 0, PREDICTION_SHADE), edgecolor="k", label="prediction",
                       **_line_style("prediction"))]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False, handlelength=1.5,
+               columnspacing=1.0)
 
 
 def _line_style(which: str) -> dict:
@@ -149,15 +165,18 @@ def draw_case(path: Path, image: np.ndarray | None, ref: np.ndarray, pred: np.nd
     fg = np.isin(ref, [v for _, val in targets for v in np.atleast_1d(val)])
     at = structure_slices(fg if fg.any() else pred > 0)
     planes = PLANES[:1] if ref.shape[0] == 1 else PLANES
-    fig, axes = plt.subplots(1, len(planes), figsize=(3.2 * len(planes), 3.8), squeeze=False)
+    width = 3.2 * len(planes)
+    ncol, legend_height = legend_layout(list(colours), width)
+    height = 3.5 + legend_height
+    fig, axes = plt.subplots(1, len(planes), figsize=(width, height), squeeze=False)
     for ax, (axis, name) in zip(axes[0], planes):
         sp = tuple(s for i, s in enumerate(spacing) if i != axis)
         label = "image" if len(planes) == 1 else f"{name}, slice {at[axis]}"
         _draw_plane(ax, plane(shown, axis, at[axis]), plane(ref, axis, at[axis]), plane(pred, axis, at[axis]),
                     targets, colours, sp, label)
     fig.suptitle(title, fontsize=10)
-    _legend(fig, colours)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _legend(fig, colours, ncol)
+    fig.tight_layout(rect=(0, legend_height / height, 1, 1))
     atomic_savefig(fig, Path(path), dpi=100)
     plt.close(fig)
     return at

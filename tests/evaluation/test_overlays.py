@@ -13,8 +13,8 @@ from PIL import Image
 
 from selfconfig.evaluation.evaluate import evaluate_classification_csv, evaluate_segmentation_folder
 from selfconfig.evaluation.metrics import roc_auc
-from selfconfig.evaluation.overlays import (PALETTE, PIXEL_BUDGET, draw_case, montage_picks, resample_plane,
-                                            roc_curves, structure_slices)
+from selfconfig.evaluation.overlays import (PALETTE, PIXEL_BUDGET, draw_case, legend_layout, montage_picks,
+                                            resample_plane, roc_curves, structure_slices)
 from selfconfig.testing import SCORED_LABELS, write_scored_cases
 
 LABELS = SCORED_LABELS
@@ -97,6 +97,32 @@ def test_a_2d_colour_image_is_drawn_once_with_both_outlines(tmp_path):
     assert _has_colour(out, PALETTE[0])
     rgb = np.asarray(Image.open(out).convert("RGB")).astype(int)
     assert ((rgb[..., 0] > 200) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)).sum() > 1000  # the red image
+
+
+@pytest.mark.parametrize("planes, names", [
+    (1, ["face", "foot", "hand", "limb", "scalp", "trunk"]),  # a narrow 2D picture with six parts
+    (3, ["left_upper", "left_lower", "right_upper", "right_middle", "right_lower"]),
+    (3, [f"cerebellum_region_{i}" for i in range(15)]),
+])
+def test_every_legend_entry_is_inside_the_picture(planes, names):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from selfconfig.evaluation import overlays
+
+    width = 3.2 * planes
+    ncol, height = legend_layout(names, width)
+    fig = plt.figure(figsize=(width, 3.5 + height))
+    overlays._legend(fig, overlays.class_colours(names), ncol)
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    box, fig_box, texts = legend.get_window_extent(), fig.bbox, [t.get_text() for t in legend.get_texts()]
+    plt.close(fig)
+    assert texts == [*names, "reference", "prediction"]
+    assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1, (box, fig_box)  # no entry cut off at either side
+    assert box.height <= height * fig.dpi  # the rows reserved for it hold it
 
 
 def test_classification_writes_the_confusion_matrix_and_roc_curves(tmp_path):
