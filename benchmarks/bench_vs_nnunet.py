@@ -696,8 +696,8 @@ def mean_over_seeds(res: dict) -> dict:
 def figure(results: list[dict], path: Path) -> Path | None:
     """Test mean Dice against iterations and against minutes; one colour per framework, seeds as
     points, their mean as the line."""
-    curves = [r for r in results if r.get("kind") in ("iterations", "minutes")]
-    if not curves:
+    curves = [r for r in results if r.get("kind") in ("iterations", "minutes") and mean_over_seeds(r)]
+    if not curves:  # nothing scored (e.g. only `--train-only` results named with --json): no empty figure
         return None
     import matplotlib
 

@@ -292,6 +292,7 @@ def test_report_leaves_out_train_only_results(tmp_path, capsys):
     assert vs.main(["report", "--workdir", str(tmp_path), "--json", str(tmp_path / "iterations_500.json"),
                     "--out", str(tmp_path / "only")]) == 0
     assert "TINY: 500 iterations" in (tmp_path / "only.md").read_text()
+    assert not (tmp_path / "only.png").exists()  # nothing scored: a table, no empty figure
     for name in ("iterations_20.json", "predict_20.json"):
         (tmp_path / name).unlink()
     with pytest.raises(SystemExit, match="no result JSON with scored points"):
